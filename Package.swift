@@ -1,0 +1,65 @@
+// swift-tools-version: 6.0
+// Layers run bottom to top: C adapters, core libraries, stages, the CLI.
+import PackageDescription
+
+let package = Package(
+    name: "pipelined",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pipelined", targets: ["pipelined"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: C adapters
+
+        /** FFmpeg's libraries from the system (pkg-config), plus a few inline helpers for macros Swift cannot import. */
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat libavcodec libavutil libswresample libswscale",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev", "libswscale-dev"])]
+        ),
+
+        // MARK: Core libraries
+
+        /** Engine (scheduling, leases, fingerprints), Store (SQLite), Config, Media (owning FFmpeg wrappers). */
+        .target(
+            name: "PipelineCore",
+            dependencies: [
+                "CFFmpeg",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+
+        // MARK: Stages
+
+        /** One file per pipeline stage; where PipelineCore and Inference meet. */
+        .target(name: "Stages", dependencies: ["PipelineCore"]),
+
+        // MARK: Executables
+
+        /** The CLI: argument parsing only; every command calls one library entry point. */
+        .executableTarget(
+            name: "pipelined",
+            dependencies: [
+                "Stages", "PipelineCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        /** Stages 1+2 cost against a plain `ffmpeg -f null` decode of the same files. */
+        .executableTarget(name: "ScanBenchmark", dependencies: ["Stages", "PipelineCore"], path: "Benchmarks/ScanBenchmark"),
+
+        // MARK: Tests
+
+        .target(name: "PipelineTestSupport", dependencies: ["PipelineCore"], path: "Tests/PipelineTestSupport"),
+        .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
+        .testTarget(name: "pipelinedTests", dependencies: ["pipelined", "PipelineCore", "PipelineTestSupport"]),
+    ]
+)

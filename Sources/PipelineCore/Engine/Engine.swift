@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Everything a `run` needs to know besides the configuration.
+public struct EngineOptions: Sendable {
+    public var inputDirectory: URL
+    public var outputDirectory: URL
+    /// Items processed at once.
+    public var jobs: Int
+    /// Last stage to run (inclusive); nil runs all.
+    public var until: String?
+    /// When set, a line "stage<TAB>item<TAB>fingerprint" is appended here before each execution
+    /// (the crash-safety test counts executions with it).
+    public var traceFile: String?
+    public var version: String
+
+    public init(inputDirectory: URL, outputDirectory: URL, jobs: Int, until: String? = nil, traceFile: String? = nil, version: String) {
+        self.inputDirectory = inputDirectory
+        self.outputDirectory = outputDirectory
+        self.jobs = jobs
+        self.until = until
+        self.traceFile = traceFile
+        self.version = version
+    }
+}
+
+/// What the engine reports while it works; the CLI turns it into a live display, lines or JSON.
+public enum ProgressEvent: Sendable {
+    case discovered(SourceSync, active: Int)
+    case reclaimed(items: Int, temporaries: Int)
+    case stageStarted(stage: String, total: Int, alreadyDecided: Int, toDo: Int)
+    case itemFinished(stage: String, item: String, state: ItemState, reason: String?, seconds: Double)
+    case stageFinished(stage: String)
+}
+
+public protocol ProgressReporter: Sendable {
+    func report(_ event: ProgressEvent)
+}
+
+/// Per stage, how many items this run moved to each state.
+public struct RunSummary: Sendable, Codable {
+    public var runId: Int64
+    public var sources: SourceSync
+    public var counts: [String: [String: Int]] = [:]
+    public var interrupted = false
+    public var failed: Int { counts.values.reduce(0) { $0 + ($1[ItemState.failed.rawValue] ?? 0) } }
+}
+
+/// Set from a signal handler; the engine stops claiming new work once it is set.
+public final class CancellationFlag: @unchecked Sendable {
+    // @unchecked: the one stored Bool is guarded by `lock`.
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public func cancel() { lock.lock(); value = true; lock.unlock() }
+    public var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Discovers inputs, resumes unfinished work and runs the stages in order over a bounded pool.
+public struct Engine: Sendable {
+    public let store: PipelineStore
+    public let configuration: PipelineConfiguration
+    public let stages: [any Stage]
+    public let options: EngineOptions
+    public let reporter: any ProgressReporter
+    public let cancellation: CancellationFlag
+
+    public init(store: PipelineStore, configuration: PipelineConfiguration, stages: [any Stage], options: EngineOptions,
+                reporter: any ProgressReporter, cancellation: CancellationFlag = CancellationFlag()) {
+        self.store = store
+        self.configuration = configuration
+        self.stages = stages
+        self.options = options
+        self.reporter = reporter
+        self.cancellation = cancellation
+    }
+
+    /// The stages this run executes, in order, with each one's chained fingerprint (a stage's
+    /// results depend on its own settings and on everything upstream).
+    public var plannedStages: [(stage: any Stage, fingerprint: String)] {
+        var result: [(any Stage, String)] = []
+        var upstream = ""
+        for stage in stages {
+            upstream = Fingerprint.of(stage.id, stage.fingerprint, upstream)
+            result.append((stage, upstream))
+            if stage.id == options.until { break }
+        }
+        return result
+    }
+
+    /// Runs everything that can run. The caller holds the `RunLock`.
+    public func run() async throws -> RunSummary {
+        let host = ProcessInfo.processInfo.hostName
+        let run = try store.beginRun(host: host, pid: getpid(), version: options.version)
+        let runId = run.id!
+        // The caller holds the RunLock, so no other run on this database is alive: whatever is
+        // still marked running was left by a process that died.
+        let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
+                                                       isAlive: { _ in false })
+        let outputs = OutputFiles(root: options.outputDirectory)
+        let orphans = outputs.removeOrphanTemporaries()
+        reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
+
+        let sync = try store.syncSources(Discovery.scan(options.inputDirectory))
+        let sources = try store.activeSources()
+        reporter.report(.discovered(sync, active: sources.count))
+
+        var summary = RunSummary(runId: runId, sources: sync)
+        let heartbeat = Task.detached { [store] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(Lease.heartbeat * 1e9))
+                try? store.heartbeat(run: runId)
+            }
+        }
+        defer { heartbeat.cancel() }
+
+        let context = StageContext(store: store, configuration: configuration, inputDirectory: options.inputDirectory,
+                                   outputDirectory: options.outputDirectory, outputs: outputs,
+                                   decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)))
+        let planned = plannedStages
+        var previous: (id: String, fingerprint: String)?
+        for (index, (stage, fingerprint)) in planned.enumerated() {
+            if cancellation.isCancelled { break }
+            let downstream = stages.map(\.id).drop { $0 != stage.id }.dropFirst()
+            let current = try store.currentResults(stage: stage.id)
+            let upstream = try previous.map { try store.currentResults(stage: $0.id) }
+            let eligible = sources.filter { source in
+                guard let previous, let upstream else { return true }
+                let row = upstream["s\(source.id!)"]
+                return row?.state == ItemState.done.rawValue && row?.fingerprint == previous.fingerprint
+            }
+            let toDo = eligible.filter { source in
+                guard let row = current["s\(source.id!)"], row.fingerprint == fingerprint else { return true }
+                return !(row.state == ItemState.done.rawValue || row.state == ItemState.rejected.rawValue
+                         || (row.state == ItemState.failed.rawValue && row.attempts >= configuration.run.maxAttempts))
+            }
+            reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - toDo.count, toDo: toDo.count))
+            let counts = try await execute(stage, fingerprint: fingerprint, items: toDo, runId: runId, context: context, downstream: Array(downstream))
+            summary.counts[stage.id] = counts
+            reporter.report(.stageFinished(stage: stage.id))
+            previous = (stage.id, fingerprint)
+            _ = index
+        }
+        summary.interrupted = cancellation.isCancelled
+        try store.finishRun(id: runId, status: summary.interrupted ? "interrupted" : "finished", counts: metricsJSON(summary.counts))
+        return summary
+    }
+
+    /// Runs `stage` over `items`, at most `jobs` at once, each on its own thread.
+    private func execute(_ stage: any Stage, fingerprint: String, items: [SourceRecord], runId: Int64,
+                         context: StageContext, downstream: [String]) async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        var iterator = items.makeIterator()
+        try await withThrowingTaskGroup(of: ItemState?.self) { group in
+            func startNext() -> Bool {
+                guard !cancellation.isCancelled, let source = iterator.next() else { return false }
+                group.addTask { try await process(stage, fingerprint: fingerprint, source: source, runId: runId, context: context, downstream: downstream) }
+                return true
+            }
+            for _ in 0..<max(1, options.jobs) where !startNext() { break }
+            while let state = try await group.next() {
+                if let state { counts[state.rawValue, default: 0] += 1 }
+                _ = startNext()
+            }
+        }
+        return counts
+    }
+
+    private func process(_ stage: any Stage, fingerprint: String, source: SourceRecord, runId: Int64,
+                         context: StageContext, downstream: [String]) async throws -> ItemState? {
+        let item = WorkItem(source: source, sourcePath: options.inputDirectory.appendingPathComponent(source.relativePath).path)
+        guard let claim = try store.claimWork(stage: stage.id, sourceId: source.id!, itemKey: item.itemKey, fingerprint: fingerprint,
+                                              run: runId, maxAttempts: configuration.run.maxAttempts) else { return nil }
+        trace(stage.id, item.itemKey, fingerprint)
+        let started = Date()
+        let result: Result<StageOutcome, any Error> = await withCheckedContinuation { continuation in
+            // Stage work blocks (decoding, encoding): it runs on its own thread, not the cooperative pool.
+            Thread.detachNewThread {
+                continuation.resume(returning: Result { try stage.run(item, in: context) })
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        var recorded: RecordedOutcome
+        switch result {
+        case let .success(.done(metrics, artifact, handOn)):
+            recorded = RecordedOutcome(state: .done, metrics: metrics, artifactPath: artifact, seconds: seconds,
+                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate)
+        case let .success(.rejected(reason, metrics, handOn)):
+            recorded = RecordedOutcome(state: .rejected, reason: reason, metrics: metrics, seconds: seconds,
+                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate)
+        case let .failure(error):
+            let backoff = configuration.run.retryBackoffSeconds * pow(2, Double(claim.attempts - 1))
+            recorded = RecordedOutcome(state: .failed, reason: String(describing: error), seconds: seconds,
+                                       nextAttemptAt: Date().addingTimeInterval(backoff))
+        }
+        try store.recordOutcome(claim, recorded, downstreamStages: downstream)
+        reporter.report(.itemFinished(stage: stage.id, item: source.relativePath, state: recorded.state, reason: recorded.reason, seconds: seconds))
+        return recorded.state
+    }
+
+    private func trace(_ stage: String, _ item: String, _ fingerprint: String) {
+        guard let path = options.traceFile else { return }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = "\(stage)\t\(item)\t\(fingerprint)\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+    }
+}

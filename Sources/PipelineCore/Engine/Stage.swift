@@ -1,0 +1,73 @@
+import Foundation
+
+/// A pipeline stage: a value with a stable id, a fingerprint of what affects its results, and one
+/// synchronous entry point that runs on a worker thread.
+///
+/// Rule: a stage decides about one item and returns an outcome; it never writes to the store itself.
+/// Why: the engine commits the outcome and everything the stage hands on in one transaction, after
+/// the artifact is in place, which is what makes `kill -9` at any instant safe.
+public protocol Stage: Sendable {
+    /// Stored in SQLite; never rename.
+    var id: String { get }
+    /// Sources (stages 1–4) or clips (stages 5–8).
+    var unit: WorkUnit { get }
+    /// Hash of the configuration and code version that affect this stage's results.
+    var fingerprint: String { get }
+    func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome
+}
+
+public enum WorkUnit: String, Sendable { case source, clip }
+
+/// The thing a stage works on.
+public struct WorkItem: Sendable {
+    public var source: SourceRecord
+    /// Absolute path of the source file.
+    public var sourcePath: String
+    public var itemKey: String { "s\(source.id!)" }
+}
+
+/// What a stage may read while it runs.
+public struct StageContext: Sendable {
+    public var store: PipelineStore
+    public var configuration: PipelineConfiguration
+    public var inputDirectory: URL
+    public var outputDirectory: URL
+    public var outputs: OutputFiles
+    /// Decoder threads per item (cores shared among the jobs running at once).
+    public var decoderThreads: Int
+}
+
+/// A stage's verdict on one item. A rejection is data, not an error.
+public enum StageOutcome: Sendable {
+    case done(metrics: String?, artifact: String?, handOn: HandOn)
+    case rejected(reason: String, metrics: String?, handOn: HandOn)
+
+    public static func done(metrics: String? = nil, artifact: String? = nil) -> StageOutcome { .done(metrics: metrics, artifact: artifact, handOn: HandOn()) }
+    public static func rejected(_ reason: String, metrics: String? = nil) -> StageOutcome { .rejected(reason: reason, metrics: metrics, handOn: HandOn()) }
+}
+
+/// What an outcome stores beside its row, in the same transaction.
+public struct HandOn: Sendable {
+    public var analyses: [AnalysisRecord] = []
+    public var sourceUpdate: SourceUpdate?
+    public init(analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil) {
+        self.analyses = analyses
+        self.sourceUpdate = sourceUpdate
+    }
+}
+
+/// Thrown by a stage when it could not do its work (as opposed to rejecting the item).
+public struct StageError: Error, CustomStringConvertible {
+    public var stage: String
+    public var item: String
+    public var message: String
+    public init(stage: String, item: String, message: String) { self.stage = stage; self.item = item; self.message = message }
+    public var description: String { "\(stage) failed on \(item): \(message)" }
+}
+
+/// Encodes a stage's measurements as the JSON stored in `stageResult.metrics`.
+public func metricsJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}

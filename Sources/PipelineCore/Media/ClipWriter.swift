@@ -1,0 +1,162 @@
+import CFFmpeg
+
+/// Writes an MP4 of H.264 (yuv420p, constant frame rate) and AAC (mono) from timeline frames and
+/// float samples: what `resampled/`, `aligned/` and `high_visual_quality/` files are made of.
+///
+/// H.264 in yuv420p needs even dimensions; an odd width or height is scaled to the even size
+/// below it (the ffmpeg CLI would refuse such a source instead).
+public final class ClipWriter {
+    public struct Settings: Sendable {
+        public var width: Int
+        public var height: Int
+        public var frameRate = Rational(25, 1)
+        public var sampleRate = 16_000
+        public var crf = 18
+        public var preset = "veryfast"
+        public var threads = 1
+        public init(width: Int, height: Int) { self.width = width; self.height = height }
+    }
+
+    public let settings: Settings
+    private let muxer: Muxer
+    private let video: CodecEncoder
+    private let audio: CodecEncoder?
+    private let videoStream: Int
+    private let audioStream: Int?
+    private var scaler: OpaquePointer?
+    private var scalerInput: (w: Int32, h: Int32, fmt: Int32)?
+    private let converted: Frame
+    private let audioFrame: Frame
+    private let packet: Packet
+    private var videoCount: Int64 = 0
+    private var audioCount: Int64 = 0
+    private var pendingSamples: [Float] = []
+
+    public init(path: String, settings: Settings, withAudio: Bool = true) throws {
+        var s = settings
+        s.width &= ~1
+        s.height &= ~1
+        self.settings = s
+        muxer = try Muxer(path: path, format: "mp4")
+        let globalHeader = (muxer.context.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER) != 0
+        video = try CodecEncoder(codecName: "libx264", options: ["crf": String(s.crf), "preset": s.preset]) { c in
+            c.pointee.width = Int32(s.width)
+            c.pointee.height = Int32(s.height)
+            c.pointee.pix_fmt = AV_PIX_FMT_YUV420P
+            c.pointee.time_base = s.frameRate.inverted.av
+            c.pointee.framerate = s.frameRate.av
+            c.pointee.thread_count = Int32(s.threads)
+            if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+        }
+        videoStream = try muxer.addStream(for: video)
+        if withAudio {
+            let a = try CodecEncoder(codecName: "aac", options: [:]) { c in
+                c.pointee.sample_rate = Int32(s.sampleRate)
+                c.pointee.sample_fmt = AV_SAMPLE_FMT_FLTP
+                av_channel_layout_default(&c.pointee.ch_layout, 1)
+                c.pointee.time_base = AVRational(num: 1, den: Int32(s.sampleRate))
+                c.pointee.bit_rate = 64_000
+                if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+            }
+            audio = a
+            audioStream = try muxer.addStream(for: a)
+        } else {
+            audio = nil
+            audioStream = nil
+        }
+        converted = try Frame()
+        audioFrame = try Frame()
+        packet = try Packet()
+        try muxer.writeHeader()
+    }
+
+    deinit { sws_freeContext(scaler) }
+
+    /// Appends one frame at the next timeline slot (any size or pixel format: it is converted).
+    public func writeVideo(_ frame: Frame) throws {
+        let f = frame.pointer.pointee
+        let signature = (f.width, f.height, f.format)
+        if scalerInput == nil || scalerInput! != signature {
+            sws_freeContext(scaler)
+            scaler = sws_getContext(f.width, f.height, AVPixelFormat(rawValue: f.format),
+                                    Int32(settings.width), Int32(settings.height), AV_PIX_FMT_YUV420P,
+                                    SWS_BICUBIC, nil, nil, nil)
+            guard scaler != nil else { throw MediaError.allocation("SwsContext") }
+            scalerInput = signature
+        }
+        converted.unref()
+        converted.pointer.pointee.width = Int32(settings.width)
+        converted.pointer.pointee.height = Int32(settings.height)
+        converted.pointer.pointee.format = AV_PIX_FMT_YUV420P.rawValue
+        try ff("av_frame_get_buffer", av_frame_get_buffer(converted.pointer, 0))
+        try withUnsafePointer(to: frame.pointer.pointee.data) { src in
+            try withUnsafePointer(to: frame.pointer.pointee.linesize) { srcStride in
+                try withUnsafeMutablePointer(to: &converted.pointer.pointee.data) { dst in
+                    try withUnsafeMutablePointer(to: &converted.pointer.pointee.linesize) { dstStride in
+                        let s = UnsafeRawPointer(src).assumingMemoryBound(to: UnsafePointer<UInt8>?.self)
+                        let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: UnsafeMutablePointer<UInt8>?.self)
+                        let ss = UnsafeRawPointer(srcStride).assumingMemoryBound(to: Int32.self)
+                        let ds = UnsafeMutableRawPointer(dstStride).assumingMemoryBound(to: Int32.self)
+                        try ff("sws_scale", sws_scale(scaler, s, ss, 0, f.height, d, ds))
+                    }
+                }
+            }
+        }
+        converted.pointer.pointee.pts = videoCount
+        videoCount += 1
+        try encode(video, converted, stream: videoStream)
+    }
+
+    /// Appends mono samples at the writer's sample rate.
+    public func writeAudio(_ samples: [Float]) throws {
+        guard let audio else { return }
+        pendingSamples.append(contentsOf: samples)
+        let chunk = Int(audio.context.pointee.frame_size)
+        var start = 0
+        while pendingSamples.count - start >= chunk {
+            try encodeAudioChunk(pendingSamples[start..<(start + chunk)])
+            start += chunk
+        }
+        pendingSamples.removeFirst(start)
+    }
+
+    /// Flushes the encoders and writes the trailer. The file is complete only after this returns.
+    public func finish() throws {
+        if audio != nil, !pendingSamples.isEmpty {
+            try encodeAudioChunk(pendingSamples[...])
+            pendingSamples.removeAll()
+        }
+        try encode(video, nil, stream: videoStream)
+        if let audio, let audioStream { try encode(audio, nil, stream: audioStream) }
+        try muxer.finish()
+    }
+
+    public var videoFramesWritten: Int { Int(videoCount) }
+    public var audioSamplesWritten: Int { Int(audioCount) }
+
+    private func encodeAudioChunk(_ samples: ArraySlice<Float>) throws {
+        guard let audio, let audioStream else { return }
+        audioFrame.unref()
+        audioFrame.pointer.pointee.nb_samples = Int32(samples.count)
+        audioFrame.pointer.pointee.format = AV_SAMPLE_FMT_FLTP.rawValue
+        audioFrame.pointer.pointee.sample_rate = Int32(settings.sampleRate)
+        av_channel_layout_default(&audioFrame.pointer.pointee.ch_layout, 1)
+        try ff("av_frame_get_buffer(audio)", av_frame_get_buffer(audioFrame.pointer, 0))
+        let plane = UnsafeMutableRawPointer(audioFrame.pointer.pointee.data.0!).assumingMemoryBound(to: Float.self)
+        samples.withUnsafeBufferPointer { plane.update(from: $0.baseAddress!, count: samples.count) }
+        audioFrame.pointer.pointee.pts = audioCount
+        audioCount += Int64(samples.count)
+        try encode(audio, audioFrame, stream: audioStream)
+    }
+
+    private func encode(_ encoder: CodecEncoder, _ frame: Frame?, stream: Int) throws {
+        while try encoder.send(frame) == .again { try drain(encoder, stream: stream) }
+        try drain(encoder, stream: stream)
+    }
+
+    private func drain(_ encoder: CodecEncoder, stream: Int) throws {
+        while try encoder.receive(into: packet) == .ok {
+            try muxer.write(packet, stream: stream, timeBase: Rational(encoder.context.pointee.time_base))
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import GRDB
+
+/// The schema, as named append-only migrations.
+///
+/// Rule: a migration that has shipped is never edited; a change is a new migration. Why: this
+/// database is the resume state of every user's dataset, and erasing or rewriting it loses days of
+/// work. Migrations use string names only, never record types, because they describe the past.
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-initial") { db in
+            try db.create(table: "run") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("startedAt", .datetime).notNull()
+                t.column("finishedAt", .datetime)
+                t.column("heartbeatAt", .datetime).notNull()
+                t.column("host", .text).notNull()
+                t.column("pid", .integer).notNull()
+                t.column("version", .text).notNull()
+                t.column("status", .text).notNull().check { ["running", "finished", "interrupted"].contains($0) }
+                t.column("counts", .text)
+            }
+            try db.create(table: "source") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("relativePath", .text).notNull().unique()
+                t.column("size", .integer).notNull()
+                t.column("mtime", .double).notNull()
+                t.column("contentHash", .text).notNull()
+                t.column("discoveredAt", .datetime).notNull()
+                t.column("goneAt", .datetime)
+                t.column("probe", .text)
+                t.column("durationSeconds", .double)
+            }
+            try db.create(table: "clip") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.belongsTo("source", onDelete: .cascade).notNull()
+                t.column("sceneIndex", .integer).notNull()
+                t.column("segmentIndex", .integer).notNull()
+                t.column("startFrame", .integer).notNull()
+                t.column("endFrame", .integer).notNull()
+                t.uniqueKey(["sourceId", "sceneIndex", "segmentIndex"])
+                t.check(sql: "endFrame > startFrame AND startFrame >= 0")
+            }
+            try db.create(table: "analysis") { t in
+                t.belongsTo("source", onDelete: .cascade).notNull()
+                t.column("kind", .text).notNull()
+                t.column("fingerprint", .text).notNull()
+                t.column("data", .blob).notNull()
+                t.primaryKey(["sourceId", "kind"])
+            }
+            try db.create(table: "stageResult") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("stage", .text).notNull()
+                t.belongsTo("source", onDelete: .cascade).notNull()
+                t.belongsTo("clip", onDelete: .cascade)
+                t.column("itemKey", .text).notNull()
+                t.column("fingerprint", .text).notNull()
+                t.column("state", .text).notNull().check { ["pending", "running", "done", "rejected", "failed"].contains($0) }
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("reason", .text)
+                t.column("metrics", .text)
+                t.column("artifactPath", .text)
+                t.column("startedAt", .datetime)
+                t.column("finishedAt", .datetime)
+                t.column("seconds", .double)
+                t.belongsTo("run")
+                t.column("leaseExpiresAt", .datetime)
+                t.column("nextAttemptAt", .datetime)
+                t.column("superseded", .boolean).notNull().defaults(to: false)
+                t.uniqueKey(["stage", "itemKey", "fingerprint"])
+            }
+            try db.create(index: "stageResult_current", on: "stageResult", columns: ["stage", "superseded", "state"])
+        }
+        return m
+    }
+}

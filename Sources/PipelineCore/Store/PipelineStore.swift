@@ -1,0 +1,269 @@
+import Foundation
+import GRDB
+
+/// The pipeline's SQLite database: the resume state of every item.
+///
+/// One `PipelineStore` owns one `DatabasePool` (WAL) for the process's lifetime. Every state change
+/// is one short write transaction behind an intent-named method, so a crash between two calls leaves
+/// the database at one of them, never between.
+public struct PipelineStore: Sendable {
+    public let writer: any DatabaseWriter
+    public let path: String?
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String) throws {
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        let pool = try DatabasePool(path: path, configuration: Self.configuration())
+        try self.init(writer: pool, path: path)
+    }
+
+    /// An in-memory store with the production configuration, for tests.
+    public static func inMemory() throws -> PipelineStore {
+        try PipelineStore(writer: DatabaseQueue(configuration: configuration()), path: nil)
+    }
+
+    private init(writer: any DatabaseWriter, path: String?) throws {
+        self.writer = writer
+        self.path = path
+        let migrator = Migrations.migrator
+        if try writer.read({ try migrator.hasBeenSuperseded($0) }) {
+            throw StoreError.newerSchema(path: path ?? ":memory:")
+        }
+        try migrator.migrate(writer)
+    }
+
+    static func configuration() -> Configuration {
+        var c = Configuration()
+        c.foreignKeysEnabled = true
+        // Other processes (a `status` beside a `run`) share the file; wait rather than fail on a lock.
+        c.busyMode = .timeout(30)
+        return c
+    }
+
+    // MARK: Runs
+
+    public func beginRun(host: String, pid: Int32, version: String, now: Date = Date()) throws -> RunRecord {
+        try writer.write { db in
+            var run = RunRecord(startedAt: now, heartbeatAt: now, host: host, pid: pid, version: version, status: "running")
+            try run.insert(db)
+            return run
+        }
+    }
+
+    public func heartbeat(run id: Int64, now: Date = Date()) throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE run SET heartbeatAt = ? WHERE id = ?", arguments: [now, id])
+            try db.execute(sql: "UPDATE stageResult SET leaseExpiresAt = ? WHERE runId = ? AND state = 'running'",
+                           arguments: [now.addingTimeInterval(Lease.duration), id])
+        }
+    }
+
+    public func finishRun(id: Int64, status: String, counts: String?, now: Date = Date()) throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE run SET finishedAt = ?, status = ?, counts = ? WHERE id = ?", arguments: [now, status, counts, id])
+        }
+    }
+
+    /// Takes back work claimed by runs that are gone: their `running` rows become `pending` again,
+    /// or `failed` once the item has used up its attempts (an item that crashes the process must
+    /// not crash every run after it). Returns how many rows were reclaimed.
+    public func reclaimAbandonedWork(currentRun: Int64, maxAttempts: Int, isAlive: @Sendable (RunRecord) -> Bool, now: Date = Date()) throws -> Int {
+        try writer.write { db in
+            let runs = try RunRecord.filter(Column("status") == "running" && Column("id") != currentRun).fetchAll(db)
+            var dead: [Int64] = []
+            for run in runs where !isAlive(run) || run.heartbeatAt.addingTimeInterval(Lease.duration) < now {
+                dead.append(run.id!)
+                try db.execute(sql: "UPDATE run SET status = 'interrupted', finishedAt = COALESCE(finishedAt, heartbeatAt) WHERE id = ?", arguments: [run.id])
+            }
+            let stale = try StageResultRecord
+                .filter(Column("state") == "running" && Column("runId") != currentRun)
+                .fetchAll(db)
+                .filter { row in row.runId.map(dead.contains) ?? true || (row.leaseExpiresAt ?? .distantPast) < now }
+            for var row in stale {
+                if row.attempts >= maxAttempts {
+                    row.state = ItemState.failed.rawValue
+                    row.reason = "the pipeline process stopped \(row.attempts) times while working on this item; it may crash the decoder"
+                } else {
+                    row.state = ItemState.pending.rawValue
+                    row.reason = "interrupted (run \(row.runId.map(String.init) ?? "?") ended while this item was in progress)"
+                }
+                row.leaseExpiresAt = nil
+                try row.update(db)
+            }
+            return stale.count
+        }
+    }
+
+    // MARK: Sources
+
+    /// Brings the `source` table in line with a scan of the input directory.
+    public func syncSources(_ files: [DiscoveredFile], now: Date = Date()) throws -> SourceSync {
+        try writer.write { db in
+            var result = SourceSync()
+            var existing = Dictionary(uniqueKeysWithValues: try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) })
+            for file in files {
+                if var known = existing.removeValue(forKey: file.relativePath) {
+                    let changed = known.contentHash != file.contentHash || known.size != file.size
+                    if changed {
+                        // The results describe bytes that no longer exist: start the item over.
+                        try db.execute(sql: "DELETE FROM stageResult WHERE sourceId = ?", arguments: [known.id])
+                        try db.execute(sql: "DELETE FROM analysis WHERE sourceId = ?", arguments: [known.id])
+                        try db.execute(sql: "DELETE FROM clip WHERE sourceId = ?", arguments: [known.id])
+                        known.probe = nil
+                        known.durationSeconds = nil
+                        result.changed += 1
+                    }
+                    if known.goneAt != nil { result.returned += 1 }
+                    if changed || known.goneAt != nil || known.mtime != file.mtime {
+                        known.size = file.size
+                        known.mtime = file.mtime
+                        known.contentHash = file.contentHash
+                        known.goneAt = nil
+                        try known.update(db)
+                    }
+                } else {
+                    var record = SourceRecord(relativePath: file.relativePath, size: file.size, mtime: file.mtime,
+                                              contentHash: file.contentHash, discoveredAt: now)
+                    try record.insert(db)
+                    result.new += 1
+                }
+            }
+            for var missing in existing.values where missing.goneAt == nil {
+                missing.goneAt = now
+                try missing.update(db)
+                result.gone += 1
+            }
+            return result
+        }
+    }
+
+    public func activeSources() throws -> [SourceRecord] {
+        try writer.read { db in try SourceRecord.filter(Column("goneAt") == nil).order(Column("relativePath")).fetchAll(db) }
+    }
+
+    // MARK: Stage results
+
+    /// The current (not superseded) result of `stage` for each item, keyed by item.
+    public func currentResults(stage: String) throws -> [String: StageResultRecord] {
+        try writer.read { db in
+            let rows = try StageResultRecord.filter(Column("stage") == stage && Column("superseded") == false).fetchAll(db)
+            return Dictionary(rows.map { ($0.itemKey, $0) }, uniquingKeysWith: { a, b in (a.id ?? 0) > (b.id ?? 0) ? a : b })
+        }
+    }
+
+    /// Claims `stage` on an item under `fingerprint` for `run`, unless it is already decided or its
+    /// failures are final or backing off. Other fingerprints' rows for the item become history.
+    public func claimWork(stage: String, sourceId: Int64, clipId: Int64? = nil, itemKey: String, fingerprint: String,
+                          run: Int64, maxAttempts: Int, now: Date = Date()) throws -> StageResultRecord? {
+        try writer.write { db in
+            var row = try StageResultRecord
+                .filter(Column("stage") == stage && Column("itemKey") == itemKey && Column("fingerprint") == fingerprint)
+                .fetchOne(db)
+                ?? StageResultRecord(stage: stage, sourceId: sourceId, clipId: clipId, itemKey: itemKey, fingerprint: fingerprint,
+                                     state: ItemState.pending.rawValue, attempts: 0, superseded: false)
+            switch ItemState(rawValue: row.state) {
+            case .done?, .rejected?: return nil
+            case .failed?:
+                if row.attempts >= maxAttempts { return nil }
+                if let next = row.nextAttemptAt, next > now { return nil }
+            case .running?:
+                if let lease = row.leaseExpiresAt, lease > now, row.runId != run { return nil }
+            default: break
+            }
+            try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE stage = ? AND itemKey = ? AND fingerprint != ?",
+                           arguments: [stage, itemKey, fingerprint])
+            row.state = ItemState.running.rawValue
+            row.attempts += 1
+            row.runId = run
+            row.startedAt = now
+            row.finishedAt = nil
+            row.leaseExpiresAt = now.addingTimeInterval(Lease.duration)
+            row.superseded = false
+            try row.save(db)
+            return row
+        }
+    }
+
+    /// Records a stage's outcome and what it hands on, in one transaction.
+    public func recordOutcome(_ claim: StageResultRecord, _ outcome: RecordedOutcome, downstreamStages: [String], now: Date = Date()) throws {
+        try writer.write { db in
+            var row = claim
+            row.state = outcome.state.rawValue
+            row.reason = outcome.reason
+            row.metrics = outcome.metrics
+            row.artifactPath = outcome.artifactPath
+            row.finishedAt = now
+            row.seconds = outcome.seconds
+            row.leaseExpiresAt = nil
+            row.nextAttemptAt = outcome.nextAttemptAt
+            try row.update(db)
+            for var analysis in outcome.analyses {
+                analysis.sourceId = row.sourceId
+                try analysis.save(db)
+            }
+            if let update = outcome.sourceUpdate {
+                try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
+                               arguments: [update.probe, update.durationSeconds, row.sourceId])
+            }
+            if outcome.state != .done, !downstreamStages.isEmpty {
+                // Later stages' results were built on a decision that no longer holds.
+                try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(downstreamStages.map { _ in "?" }.joined(separator: ",")))",
+                               arguments: StatementArguments([row.sourceId] + downstreamStages))
+            }
+        }
+    }
+
+    // MARK: Analyses
+
+    public func analysis(sourceId: Int64, kind: String) throws -> AnalysisRecord? {
+        try writer.read { db in
+            try AnalysisRecord.filter(Column("sourceId") == sourceId && Column("kind") == kind).fetchOne(db)
+        }
+    }
+}
+
+/// How long a claim stays valid without a heartbeat (the engine beats every `Lease.heartbeat`).
+public enum Lease {
+    public static let duration: TimeInterval = 120
+    public static let heartbeat: TimeInterval = 20
+}
+
+/// A file found under the input directory.
+public struct DiscoveredFile: Sendable, Equatable {
+    public var relativePath: String
+    public var size: Int64
+    public var mtime: Double
+    public var contentHash: String
+}
+
+public struct SourceSync: Sendable, Equatable, Codable {
+    public var new = 0, changed = 0, gone = 0, returned = 0
+}
+
+/// What a stage's outcome writes to the store.
+public struct RecordedOutcome: Sendable {
+    public var state: ItemState
+    public var reason: String?
+    public var metrics: String?
+    public var artifactPath: String?
+    public var seconds: Double
+    public var nextAttemptAt: Date?
+    public var analyses: [AnalysisRecord] = []
+    public var sourceUpdate: SourceUpdate?
+}
+
+public struct SourceUpdate: Sendable {
+    public var probe: String
+    public var durationSeconds: Double
+    public init(probe: String, durationSeconds: Double) { self.probe = probe; self.durationSeconds = durationSeconds }
+}
+
+public enum StoreError: Error, CustomStringConvertible {
+    case newerSchema(path: String)
+    public var description: String {
+        switch self {
+        case let .newerSchema(path):
+            "\(path) was written by a newer pipelined; upgrade pipelined (this version will not touch it)"
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import GRDB
+
+/// One `run` of the pipeline (a row per `pipelined run` invocation).
+public struct RunRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "run"
+    public var id: Int64?
+    public var startedAt: Date
+    public var finishedAt: Date?
+    public var heartbeatAt: Date
+    public var host: String
+    public var pid: Int32
+    public var version: String
+    /// running | finished | interrupted
+    public var status: String
+    /// JSON: per-stage counts of what this run did.
+    public var counts: String?
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// One input file, identified by its path relative to the input directory.
+public struct SourceRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "source"
+    public var id: Int64?
+    public var relativePath: String
+    public var size: Int64
+    public var mtime: Double
+    /// SHA-256 over the size and the first and last MiB (see `Fingerprint.ofFile`).
+    public var contentHash: String
+    public var discoveredAt: Date
+    /// Set while the file is missing from the input directory.
+    public var goneAt: Date?
+    /// Stream metadata as JSON (`[StreamInfo]`), filled by stage 1.
+    public var probe: String?
+    public var durationSeconds: Double?
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// The outcome of one stage on one item, under one configuration fingerprint.
+public struct StageResultRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "stageResult"
+    public var id: Int64?
+    public var stage: String
+    public var sourceId: Int64
+    public var clipId: Int64?
+    /// "s<sourceId>" or "c<clipId>": the unit the stage works on.
+    public var itemKey: String
+    public var fingerprint: String
+    /// pending | running | done | rejected | failed
+    public var state: String
+    public var attempts: Int
+    public var reason: String?
+    /// JSON object of the stage's measurements.
+    public var metrics: String?
+    /// Path of the produced file, relative to the output directory.
+    public var artifactPath: String?
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var seconds: Double?
+    public var runId: Int64?
+    public var leaseExpiresAt: Date?
+    public var nextAttemptAt: Date?
+    /// 1 once a newer fingerprint or an upstream change made this row history.
+    public var superseded: Bool
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
+/// A product of the scan pass kept for later stages (the frame map; stage 3's scores next).
+public struct AnalysisRecord: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "analysis"
+    public var sourceId: Int64
+    public var kind: String
+    public var fingerprint: String
+    public var data: Data
+
+    public init(sourceId: Int64, kind: String, fingerprint: String, data: Data) {
+        self.sourceId = sourceId
+        self.kind = kind
+        self.fingerprint = fingerprint
+        self.data = data
+    }
+}
+
+public enum ItemState: String, Codable, Sendable, CaseIterable {
+    case pending, running, done, rejected, failed
+}

@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+
+/// What `pipelined status` shows, computed from the database alone.
+///
+/// Its JSON form (`status --json`) is a stable interface: fields are only ever added, and
+/// `schemaVersion` changes if one must change meaning. See README "status --json".
+public struct StatusReport: Codable, Sendable {
+    public struct StageCounts: Codable, Sendable {
+        public var stage: String
+        public var done = 0, rejected = 0, failed = 0, pending = 0, running = 0
+        /// Seconds of work recorded for this stage, and items per second of that work.
+        public var workSeconds = 0.0
+        public var itemsPerSecond: Double?
+    }
+    public struct Rejection: Codable, Sendable {
+        public var stage: String
+        /// The reason with its numbers masked, so that like rejections group together.
+        public var reason: String
+        public var count: Int
+        /// Up to three items, with their full reasons.
+        public var examples: [Example]
+    }
+    public struct Example: Codable, Sendable { public var item: String; public var reason: String }
+    public struct Failure: Codable, Sendable {
+        public var stage: String, item: String, reason: String
+        public var attempts: Int
+        public var final: Bool
+    }
+    public struct LastRun: Codable, Sendable {
+        public var id: Int64
+        public var status: String
+        public var startedAt: Date
+        public var finishedAt: Date?
+        public var host: String
+        public var pid: Int32
+        public var version: String
+    }
+
+    public var schemaVersion = 1
+    public var database: String
+    public var activeSources = 0
+    public var goneSources = 0
+    public var stages: [StageCounts] = []
+    public var rejections: [Rejection] = []
+    public var failures: [Failure] = []
+    public var lastRun: LastRun?
+
+    /// - Parameter stageOrder: stage ids in pipeline order (pending counts follow the chain).
+    public static func load(from store: PipelineStore, stageOrder: [String], maxAttempts: Int) throws -> StatusReport {
+        try store.writer.read { db in
+            var report = StatusReport(database: store.path ?? ":memory:")
+            report.activeSources = try SourceRecord.filter(Column("goneAt") == nil).fetchCount(db)
+            report.goneSources = try SourceRecord.filter(Column("goneAt") != nil).fetchCount(db)
+            let activeIds = Set(try Int64.fetchAll(db, sql: "SELECT id FROM source WHERE goneAt IS NULL"))
+            let names = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, relativePath FROM source").map { ($0["id"] as Int64, $0["relativePath"] as String) })
+            var eligible = activeIds.count
+            for stage in stageOrder {
+                let rows = try StageResultRecord.filter(Column("stage") == stage && Column("superseded") == false).fetchAll(db)
+                    .filter { activeIds.contains($0.sourceId) }
+                var counts = StageCounts(stage: stage)
+                for row in rows {
+                    switch ItemState(rawValue: row.state) {
+                    case .done?: counts.done += 1
+                    case .rejected?: counts.rejected += 1
+                    case .failed?: counts.failed += 1
+                    case .running?: counts.running += 1
+                    default: counts.pending += 1
+                    }
+                    counts.workSeconds += row.seconds ?? 0
+                    if row.state == ItemState.failed.rawValue {
+                        report.failures.append(Failure(stage: stage, item: names[row.sourceId] ?? row.itemKey, reason: row.reason ?? "",
+                                                       attempts: row.attempts, final: row.attempts >= maxAttempts))
+                    }
+                }
+                counts.pending += max(0, eligible - rows.count)
+                let finished = counts.done + counts.rejected
+                if counts.workSeconds > 0 { counts.itemsPerSecond = Double(finished) / counts.workSeconds }
+                report.stages.append(counts)
+                eligible = counts.done
+
+                var groups: [String: Rejection] = [:]
+                for row in rows where row.state == ItemState.rejected.rawValue {
+                    let reason = row.reason ?? "no reason recorded"
+                    let key = Self.reasonClass(reason)
+                    var group = groups[key] ?? Rejection(stage: stage, reason: key, count: 0, examples: [])
+                    group.count += 1
+                    if group.examples.count < 3 { group.examples.append(Example(item: names[row.sourceId] ?? row.itemKey, reason: reason)) }
+                    groups[key] = group
+                }
+                report.rejections += groups.values.sorted { ($0.count, $1.reason) > ($1.count, $0.reason) }
+            }
+            if let run = try RunRecord.order(Column("id").desc).fetchOne(db) {
+                report.lastRun = LastRun(id: run.id!, status: run.status, startedAt: run.startedAt, finishedAt: run.finishedAt,
+                                         host: run.host, pid: run.pid, version: run.version)
+            }
+            return report
+        }
+    }
+
+    /// "too short: 3.20 s playable …" → "too short: #.# s playable …": numbers masked so that
+    /// rejections of one kind group together.
+    static func reasonClass(_ reason: String) -> String {
+        reason.replacingOccurrences(of: "[0-9]+(\\.[0-9]+)?", with: "#", options: .regularExpression)
+    }
+}

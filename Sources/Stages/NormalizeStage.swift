@@ -1,0 +1,79 @@
+import Foundation
+import PipelineCore
+
+/// Stage 2 `normalize`: 25 fps video and 16 kHz mono audio, planned rather than re-encoded.
+///
+/// Reference: bytedance/LatentSync@a229c39 preprocess/resample_fps_hz.py — `ffmpeg -r 25 -ar 16000`
+/// re-encodes every source at full resolution. Here the frame map recorded by stage 1's scan is the
+/// plan (the frames `ffmpeg -vf fps=25` selects), and later stages read through `NormalizedReader`.
+/// `normalize.materialize = true` also writes `resampled/<relative path>.mp4` for users who want
+/// files (H.264 + AAC, 16 kHz mono).
+public struct NormalizeStage: Stage {
+    public let id = "normalize"
+    public let unit = WorkUnit.source
+    public let configuration: PipelineConfiguration.Normalize
+
+    public init(configuration: PipelineConfiguration) { self.configuration = configuration.normalize }
+
+    public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
+    var rate: Rational { Rational(Int64(configuration.fps), 1) }
+
+    struct Metrics: Codable {
+        var sourceFrames: Int
+        var outputFrames: Int
+        var droppedSourceFrames: Int
+        var repeatedFrames: Int
+        var startSeconds: Double
+        var durationSeconds: Double
+        var materialized: String?
+    }
+
+    /// Where the materialised copy of a source goes, relative to the output directory.
+    public static func materializedPath(for relativePath: String) -> String {
+        let url = URL(fileURLWithPath: relativePath)
+        let base = url.pathExtension.lowercased() == "mp4" ? relativePath : relativePath + ".mp4"
+        return "resampled/" + base
+    }
+
+    public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
+        guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: rate, from: context.store) else {
+            throw StageError(stage: id, item: item.source.relativePath, message: "no frame map at \(rate) fps was recorded by stage broken; rerun it")
+        }
+        let outputFrames = map.outputFrameCount
+        var metrics = Metrics(sourceFrames: map.sourcePts.count, outputFrames: outputFrames,
+                              droppedSourceFrames: map.repeats.filter { $0 == 0 }.count,
+                              repeatedFrames: map.repeats.reduce(0) { $0 + max(0, Int($1) - 1) },
+                              startSeconds: map.startSeconds, durationSeconds: Double(outputFrames) / rate.seconds)
+        guard outputFrames > 0 else { return .rejected("no frame lands on the \(rate) fps timeline", metrics: metricsJSON(metrics)) }
+        if configuration.materialize {
+            let relative = Self.materializedPath(for: item.source.relativePath)
+            try context.outputs.publish(relative) { temporary in
+                try materialize(item.sourcePath, map: map, to: temporary, threads: context.decoderThreads)
+            }
+            metrics.materialized = relative
+            return .done(metrics: metricsJSON(metrics), artifact: relative)
+        }
+        return .done(metrics: metricsJSON(metrics))
+    }
+
+    private func materialize(_ source: String, map: FrameMap, to path: String, threads: Int) throws {
+        let reader = NormalizedReader(path: source, frameMap: map, sampleRate: configuration.sampleRate, decoderThreads: threads)
+        var writer: ClipWriter?
+        try reader.read(video: { _, frame in
+            if writer == nil {
+                var settings = ClipWriter.Settings(width: frame.width, height: frame.height)
+                settings.frameRate = rate
+                settings.sampleRate = configuration.sampleRate
+                settings.crf = configuration.crf
+                settings.preset = configuration.preset
+                settings.threads = threads
+                writer = try ClipWriter(path: path, settings: settings)
+            }
+            try writer!.writeVideo(frame)
+        }, audio: { samples in
+            // Video frame 0 comes before the first audio chunk is cut, so the writer exists.
+            try writer?.writeAudio(samples)
+        })
+        try writer?.finish()
+    }
+}
