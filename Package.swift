@@ -24,13 +24,16 @@ let package = Package(
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswresample-dev", "libswscale-dev"])]
         ),
 
+        /** Keeps FFmpeg's last error log line per thread, so errors can quote FFmpeg's explanation. */
+        .target(name: "CFFmpegLog", dependencies: ["CFFmpeg"]),
+
         // MARK: Core libraries
 
         /** Engine (scheduling, leases, fingerprints), Store (SQLite), Config, Media (owning FFmpeg wrappers). */
         .target(
             name: "PipelineCore",
             dependencies: [
-                "CFFmpeg",
+                "CFFmpeg", "CFFmpegLog",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

@@ -70,6 +70,12 @@ public struct BrokenFileStage: Stage {
         if let demuxError = report.demuxError {
             return reject("container breaks off after \(report.videoFrames) video frames: \(demuxError) (truncated or damaged file)")
         }
+        // A file cut short (an interrupted copy or upload) still opens when its index comes first.
+        if let declared = report.streams.first(where: { $0.index == report.videoStream })?.declaredDuration,
+           report.videoSeconds < declared * 0.9, declared - report.videoSeconds > 0.5 {
+            return reject(String(format: "truncated: the video decodes to %.2f s of the %.2f s its container declares (incomplete copy or download?)",
+                                 report.videoSeconds, declared))
+        }
         if rate > configuration.maxDecodeErrorRate {
             return reject(String(format: "decode error rate %.1f%% above the %.1f%% limit (%d of %d packets damaged)",
                                  rate * 100, configuration.maxDecodeErrorRate * 100, errors, packets))

@@ -1,1 +1,22 @@
+import Foundation
 import PipelineCore
+
+/// A reporter that keeps every event, for assertions.
+public final class RecordingReporter: ProgressReporter, @unchecked Sendable {
+    // @unchecked: `events` is guarded by `lock`.
+    private let lock = NSLock()
+    private var storage: [ProgressEvent] = []
+    public init() {}
+    public func report(_ event: ProgressEvent) { lock.lock(); storage.append(event); lock.unlock() }
+    public var events: [ProgressEvent] { lock.lock(); defer { lock.unlock() }; return storage }
+}
+
+/// The final state and reason of one stage for each source path.
+public func decisions(_ store: PipelineStore, stage: String) throws -> [String: (state: String, reason: String?)] {
+    let sources = Dictionary(uniqueKeysWithValues: try store.activeSources().map { ($0.id!, $0.relativePath) })
+    var out: [String: (String, String?)] = [:]
+    for (_, row) in try store.currentResults(stage: stage) {
+        if let path = sources[row.sourceId] { out[path] = (row.state, row.reason) }
+    }
+    return out
+}

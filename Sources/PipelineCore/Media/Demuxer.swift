@@ -1,4 +1,5 @@
 import CFFmpeg
+import CFFmpegLog
 
 /// What a container says about one of its streams (stored as stage 1's metadata).
 public struct StreamInfo: Codable, Sendable, Equatable {
@@ -27,6 +28,8 @@ public final class Demuxer {
     /// Opens `path` and reads enough of it to know its streams.
     public init(path: String) throws(MediaError) {
         self.path = path
+        _ = installFFmpegLogCapture
+        cffmpeg_clear_last_error()
         var ctx: UnsafeMutablePointer<AVFormatContext>? = nil
         try ff("avformat_open_input(\(path))", avformat_open_input(&ctx, path, nil, nil))
         guard let ctx else { throw .allocation("AVFormatContext") }
@@ -53,6 +56,36 @@ public final class Demuxer {
     public var startTimeMicroseconds: Int64 {
         let t = context.pointee.start_time
         return t == cffmpeg_nopts() ? 0 : t
+    }
+
+    /// The instant (microseconds) that becomes time zero of the normalised timeline, given the streams
+    /// a reader uses: what the ffmpeg CLI subtracts from every timestamp (`-start_time` shift).
+    ///
+    /// For formats with timestamp discontinuities (MPEG-TS/PS), the CLI corrects the container's start
+    /// time to the earliest start among the streams it actually reads (ffmpeg.c, "Correcting
+    /// starttime based on the enabled streams"); the pipeline reads the best video and audio streams.
+    public func timelineOriginMicroseconds(streams used: [Int]) -> Int64 {
+        let start = startTimeMicroseconds
+        guard (context.pointee.iformat.pointee.flags & AVFMT_TS_DISCONT) != 0, context.pointee.start_time != cffmpeg_nopts() else { return start }
+        var earliest = Int64.max
+        for index in used {
+            let st = stream(index)
+            guard st.pointee.start_time != cffmpeg_nopts() else { continue }
+            earliest = min(earliest, rescale(st.pointee.start_time, from: Rational(st.pointee.time_base), to: Rational(1, 1_000_000)))
+        }
+        return earliest != .max && earliest > start ? earliest : start
+    }
+
+    /// The offset (in `index`'s time base) that places that stream's timestamps on the timeline.
+    public func timelineOffset(stream index: Int, streams used: [Int]) -> Int64 {
+        av_rescale_q(-timelineOriginMicroseconds(streams: used), cffmpeg_time_base_q(), stream(index).pointee.time_base)
+    }
+
+    /// The best video and audio streams (cover art is not video): the streams the pipeline reads.
+    public var pipelineStreams: (video: Int?, audio: Int?) {
+        var video = bestStream(AVMEDIA_TYPE_VIDEO)
+        if let v = video, (stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) != 0 { video = nil }
+        return (video, bestStream(AVMEDIA_TYPE_AUDIO))
     }
 
     /// The stream FFmpeg would pick for `type`, or nil.

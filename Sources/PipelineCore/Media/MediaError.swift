@@ -1,4 +1,5 @@
 import CFFmpeg
+import CFFmpegLog
 
 /// Every failure at the FFmpeg boundary, with the function that failed and the file it was reading.
 public enum MediaError: Error, CustomStringConvertible, Sendable {
@@ -44,12 +45,23 @@ public func ffmpegMessage(_ code: Int32) -> String {
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
+/// Routes FFmpeg's log into a per-thread "last error" buffer (quoted by `MediaError`) instead of
+/// stderr. Idempotent; called by every wrapper that opens something.
+public let installFFmpegLogCapture: Void = cffmpeg_install_log_capture()
+
+/// FFmpeg's last error-level log line on this thread, consumed by the call.
+func takeLastFFmpegLogLine() -> String? {
+    let line = String(cString: cffmpeg_last_error_line())
+    cffmpeg_clear_last_error()
+    return line.isEmpty ? nil : line
+}
+
 /// The one checking helper for FFmpeg calls that return a status: a negative value becomes a
 /// `MediaError.ffmpeg` naming the function; a non-negative value is returned.
 @discardableResult
 @inline(__always)
 public func ff(_ function: @autoclosure () -> String, _ code: Int32) throws(MediaError) -> Int32 {
-    if code < 0 { throw .ffmpeg(function: function(), code: code, message: ffmpegMessage(code)) }
+    if code < 0 { throw .ffmpeg(function: function(), code: code, message: describe(code)) }
     return code
 }
 
@@ -59,5 +71,12 @@ public func ffStep(_ function: @autoclosure () -> String, _ code: Int32) throws(
     if code >= 0 { return .ok }
     if code == cffmpeg_averror_eagain() { return .again }
     if code == cffmpeg_averror_eof() { return .endOfStream }
-    throw .ffmpeg(function: function(), code: code, message: ffmpegMessage(code))
+    throw .ffmpeg(function: function(), code: code, message: describe(code))
+}
+
+/// The code's message, with FFmpeg's own explanation from its log when it wrote one.
+private func describe(_ code: Int32) -> String {
+    let base = ffmpegMessage(code)
+    guard let detail = takeLastFFmpegLogLine(), detail != base else { return base }
+    return "\(base): \(detail)"
 }

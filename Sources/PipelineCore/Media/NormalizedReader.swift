@@ -43,8 +43,10 @@ public final class NormalizedReader {
         precondition(range.lowerBound >= 0 && range.upperBound <= frameCount, "frame range \(range) outside 0..<\(frameCount)")
         if range.isEmpty { return }
         let demuxer = try Demuxer(path: path)
-        guard let vIndex = demuxer.bestStream(AVMEDIA_TYPE_VIDEO) else { throw MediaError.noStream(kind: "video", path: path) }
-        let aIndex = audio == nil ? nil : demuxer.bestStream(AVMEDIA_TYPE_AUDIO)
+        let streams = demuxer.pipelineStreams
+        guard let vIndex = streams.video else { throw MediaError.noStream(kind: "video", path: path) }
+        let aIndex = audio == nil ? nil : streams.audio
+        let used = [streams.video, streams.audio].compactMap { $0 }
         demuxer.discardAll(except: Set([video == nil ? nil : vIndex, aIndex].compactMap { $0 }))
 
         // Source frames whose slots intersect the range.
@@ -60,7 +62,7 @@ public final class NormalizedReader {
 
         var videoTrack = video.map { VideoCursor(reader: self, range: range, firstSource: firstSource, body: $0) }
         let videoDecoder = try video.map { _ in try CodecDecoder(stream: demuxer.stream(vIndex), threads: decoderThreads) }
-        var audioCursor = try aIndex.map { try AudioCursor(demuxer: demuxer, stream: $0, sampleRate: sampleRate, startSeconds: startSeconds,
+        var audioCursor = try aIndex.map { try AudioCursor(demuxer: demuxer, stream: $0, offset: demuxer.timelineOffset(stream: $0, streams: used), sampleRate: sampleRate, startSeconds: startSeconds,
                                                              sampleCount: Int((Double(range.count) * samplesPerFrame).rounded()), body: audio!) }
         let frame = try Frame()
         let packet = try Packet()
@@ -168,11 +170,11 @@ public final class NormalizedReader {
         var delivered = 0
         var done: Bool { delivered >= sampleCount }
 
-        init(demuxer: Demuxer, stream: Int, sampleRate: Int, startSeconds: Double, sampleCount: Int, body: @escaping ([Float]) throws -> Void) throws {
+        init(demuxer: Demuxer, stream: Int, offset: Int64, sampleRate: Int, startSeconds: Double, sampleCount: Int, body: @escaping ([Float]) throws -> Void) throws {
             let st = demuxer.stream(stream)
             decoder = try CodecDecoder(stream: st, threads: 1)
             resampler = Resampler(outputRate: sampleRate)
-            offset = rescale(-demuxer.startTimeMicroseconds, from: Rational(1, 1_000_000), to: Rational(st.pointee.time_base))
+            self.offset = offset
             self.sampleRate = sampleRate
             self.startSeconds = startSeconds
             self.sampleCount = sampleCount

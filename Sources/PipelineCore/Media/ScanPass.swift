@@ -66,18 +66,15 @@ public struct ScanPass {
     /// counted in the report, because stage 1 decides about it.
     public func run(path: String) throws -> ScanReport {
         let demuxer = try Demuxer(path: path)
-        var report = ScanReport(formatName: demuxer.formatName, streams: demuxer.streams,
-                                videoStream: demuxer.bestStream(AVMEDIA_TYPE_VIDEO),
-                                audioStream: demuxer.bestStream(AVMEDIA_TYPE_AUDIO))
-        // Attached pictures (cover art) are not video.
-        if let v = report.videoStream, (demuxer.stream(v).pointee.disposition & AV_DISPOSITION_ATTACHED_PIC) != 0 {
-            report.videoStream = nil
-        }
-        demuxer.discardAll(except: Set([report.videoStream, report.audioStream].compactMap { $0 }))
+        let (videoIndex, audioIndex) = demuxer.pipelineStreams
+        var report = ScanReport(formatName: demuxer.formatName, streams: demuxer.streams, videoStream: videoIndex, audioStream: audioIndex)
+        let used = [videoIndex, audioIndex].compactMap { $0 }
+        demuxer.discardAll(except: Set(used))
 
-        let video = try report.videoStream.map { try VideoTrack(demuxer: demuxer, index: $0, threads: decoderThreads, outputRate: outputRate, analyzers: timelineAnalyzers) }
-        let audioDecoder = try report.audioStream.map { try CodecDecoder(stream: demuxer.stream($0), threads: 1) }
-        let audioOffset = report.audioStream.map { rescale(-demuxer.startTimeMicroseconds, from: Rational(1, 1_000_000), to: Rational(demuxer.stream($0).pointee.time_base)) } ?? 0
+        let video = try videoIndex.map { try VideoTrack(demuxer: demuxer, index: $0, offset: demuxer.timelineOffset(stream: $0, streams: used),
+                                                        threads: decoderThreads, outputRate: outputRate, analyzers: timelineAnalyzers) }
+        let audioDecoder = try audioIndex.map { try CodecDecoder(stream: demuxer.stream($0), threads: 1) }
+        let audioOffset = audioIndex.map { demuxer.timelineOffset(stream: $0, streams: used) } ?? 0
         let audioFrame = try Frame()
 
         func drainAudio() throws {
@@ -143,12 +140,11 @@ private final class VideoTrack {
     var timelineCount = 0
     var last: (pts: Int64, duration: Int64)?
 
-    init(demuxer: Demuxer, index: Int, threads: Int, outputRate: Rational, analyzers: [any TimelineAnalyzer]) throws {
+    init(demuxer: Demuxer, index: Int, offset: Int64, threads: Int, outputRate: Rational, analyzers: [any TimelineAnalyzer]) throws {
         stream = demuxer.stream(index)
         decoder = try CodecDecoder(stream: stream, threads: threads)
         let tb = Rational(stream.pointee.time_base)
-        // The ffmpeg CLI shifts every input timestamp by -start_time of the whole file.
-        offset = rescale(-demuxer.startTimeMicroseconds, from: Rational(1, 1_000_000), to: tb)
+        self.offset = offset
         selector = FPSSelector(inputTimeBase: tb, outputRate: outputRate)
         self.analyzers = analyzers
         frame = try Frame()

@@ -238,6 +238,9 @@ public struct DiscoveredFile: Sendable, Equatable {
 
 public struct SourceSync: Sendable, Equatable, Codable {
     public var new = 0, changed = 0, gone = 0, returned = 0
+    public init(new: Int = 0, changed: Int = 0, gone: Int = 0, returned: Int = 0) {
+        self.new = new; self.changed = changed; self.gone = gone; self.returned = returned
+    }
 }
 
 /// What a stage's outcome writes to the store.
