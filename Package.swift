@@ -63,6 +63,8 @@ let package = Package(
         .target(name: "PipelineTestSupport", dependencies: ["PipelineCore"], path: "Tests/PipelineTestSupport"),
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
-        .testTarget(name: "pipelinedTests", dependencies: ["pipelined", "PipelineCore", "PipelineTestSupport"]),
+        .testTarget(name: "pipelinedTests", dependencies: [
+            "pipelined", "PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
     ]
 )

@@ -234,6 +234,13 @@ public struct DiscoveredFile: Sendable, Equatable {
     public var size: Int64
     public var mtime: Double
     public var contentHash: String
+
+    public init(relativePath: String, size: Int64, mtime: Double, contentHash: String) {
+        self.relativePath = relativePath
+        self.size = size
+        self.mtime = mtime
+        self.contentHash = contentHash
+    }
 }
 
 public struct SourceSync: Sendable, Equatable, Codable {
@@ -253,6 +260,18 @@ public struct RecordedOutcome: Sendable {
     public var nextAttemptAt: Date?
     public var analyses: [AnalysisRecord] = []
     public var sourceUpdate: SourceUpdate?
+
+    public init(state: ItemState, reason: String? = nil, metrics: String? = nil, artifactPath: String? = nil, seconds: Double,
+                nextAttemptAt: Date? = nil, analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil) {
+        self.state = state
+        self.reason = reason
+        self.metrics = metrics
+        self.artifactPath = artifactPath
+        self.seconds = seconds
+        self.nextAttemptAt = nextAttemptAt
+        self.analyses = analyses
+        self.sourceUpdate = sourceUpdate
+    }
 }
 
 public struct SourceUpdate: Sendable {

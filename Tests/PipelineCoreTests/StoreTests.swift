@@ -1,0 +1,68 @@
+import Foundation
+import PipelineCore
+import Testing
+
+@Suite struct StoreTests {
+    func storeWithSource() throws -> (PipelineStore, Int64, Int64) {
+        let store = try PipelineStore.inMemory()
+        _ = try store.syncSources([DiscoveredFile(relativePath: "a.mp4", size: 10, mtime: 1, contentHash: "h1")])
+        let source = try store.activeSources()[0].id!
+        let run = try store.beginRun(host: "h", pid: 1, version: "t").id!
+        return (store, source, run)
+    }
+
+    @Test func decidedWorkIsNeverClaimedAgain() throws {
+        let (store, source, run) = try storeWithSource()
+        let claim = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: run, maxAttempts: 3))
+        try store.recordOutcome(claim, RecordedOutcome(state: .rejected, reason: "too short", seconds: 1), downstreamStages: ["normalize"])
+        #expect(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: run, maxAttempts: 3) == nil)
+        // A new fingerprint (changed settings) re-decides and makes the old row history.
+        #expect(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "g", run: run, maxAttempts: 3) != nil)
+        #expect(try store.currentResults(stage: "broken")["s\(source)"]?.fingerprint == "g")
+    }
+
+    @Test func abandonedWorkIsReclaimedUntilItsAttemptsAreSpent() throws {
+        let (store, source, deadRun) = try storeWithSource()
+        _ = try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: deadRun, maxAttempts: 2)
+        let next = try store.beginRun(host: "h", pid: 2, version: "t").id!
+        #expect(try store.reclaimAbandonedWork(currentRun: next, maxAttempts: 2, isAlive: { _ in false }) == 1)
+        #expect(try store.currentResults(stage: "broken")["s\(source)"]?.state == "pending")
+        _ = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: next, maxAttempts: 2))
+        let third = try store.beginRun(host: "h", pid: 3, version: "t").id!
+        #expect(try store.reclaimAbandonedWork(currentRun: third, maxAttempts: 2, isAlive: { _ in false }) == 1)
+        let row = try #require(try store.currentResults(stage: "broken")["s\(source)"])
+        #expect(row.state == "failed" && row.reason!.contains("stopped 2 times"))
+        #expect(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: third, maxAttempts: 2) == nil)
+    }
+
+    @Test func aLiveRunKeepsItsClaims() throws {
+        let (store, source, run) = try storeWithSource()
+        _ = try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: run, maxAttempts: 3)
+        let other = try store.beginRun(host: "h", pid: 2, version: "t").id!
+        #expect(try store.reclaimAbandonedWork(currentRun: other, maxAttempts: 3, isAlive: { _ in true }) == 0)
+    }
+
+    @Test func rejectionSupersedesDownstreamResults() throws {
+        let (store, source, run) = try storeWithSource()
+        let key = "s\(source)"
+        let b = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: "f", run: run, maxAttempts: 3))
+        try store.recordOutcome(b, RecordedOutcome(state: .done, seconds: 1), downstreamStages: ["normalize"])
+        let n = try #require(try store.claimWork(stage: "normalize", sourceId: source, itemKey: key, fingerprint: "n", run: run, maxAttempts: 3))
+        try store.recordOutcome(n, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        let b2 = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: "f2", run: run, maxAttempts: 3))
+        try store.recordOutcome(b2, RecordedOutcome(state: .rejected, reason: "x", seconds: 1), downstreamStages: ["normalize"])
+        #expect(try store.currentResults(stage: "normalize").isEmpty)
+    }
+
+    @Test func changedFilesStartOverAndMissingOnesAreMarkedGone() throws {
+        let (store, source, run) = try storeWithSource()
+        let c = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: run, maxAttempts: 3))
+        try store.recordOutcome(c, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        let sync = try store.syncSources([DiscoveredFile(relativePath: "a.mp4", size: 11, mtime: 2, contentHash: "h2"),
+                                          DiscoveredFile(relativePath: "b.mp4", size: 5, mtime: 1, contentHash: "h3")])
+        #expect(sync == SourceSync(new: 1, changed: 1, gone: 0, returned: 0))
+        #expect(try store.currentResults(stage: "broken").isEmpty)
+        #expect(try store.syncSources([]) == SourceSync(new: 0, changed: 0, gone: 2, returned: 0))
+        #expect(try store.activeSources().isEmpty)
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import PipelineTestSupport
+
+/// The `pipelined` executable SwiftPM built beside this test bundle.
+enum CLI {
+    static var executable: URL {
+        get throws {
+            let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
+                              URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+            for dir in candidates {
+                let url = dir.appendingPathComponent("pipelined")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+            throw Fixtures.Failure(description: "pipelined executable not found near \(candidates.map(\.path))")
+        }
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let r = try Fixtures.run(executable.path, arguments, environment: environment)
+        return (r.status, String(decoding: r.stdout, as: UTF8.self), r.stderr)
+    }
+
+    /// Starts `pipelined` without waiting for it.
+    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = try executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import PipelineCore
+import PipelineTestSupport
+import Testing
+
+@Suite(.serialized) struct CommandTests {
+    static func smallInput() throws -> URL {
+        let root = try Fixtures.temporaryDirectory("cli")
+        let input = root.appendingPathComponent("raw")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        try Fixtures.video(input.appendingPathComponent("good.mp4"), seconds: 1.5)
+        try Fixtures.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast"],
+                            output: input.appendingPathComponent("silent.mp4"))
+        try "[broken]\nmin_duration_seconds = 1.0\n".write(to: root.appendingPathComponent("pipeline.conf"), atomically: true, encoding: .utf8)
+        return root
+    }
+
+    /// A second run on a locked database exits 75 with a clear message, or waits with --wait.
+    @Test func secondRunRefusesOrWaits() throws {
+        let root = try Self.smallInput()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let out = root.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let args = ["run", "--input-dir", root.appendingPathComponent("raw").path, "--output-dir", out.path,
+                    "--config", root.appendingPathComponent("pipeline.conf").path, "--quiet"]
+        var lock: RunLock? = try RunLock(databasePath: out.appendingPathComponent("pipelined.sqlite").path, wait: false)
+        let refused = try CLI.run(args)
+        #expect(refused.status == 75)
+        #expect(refused.stderr.contains("another pipelined run"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("--wait"))
+
+        let waiting = try CLI.start(args + ["--wait"])
+        usleep(700_000)
+        #expect(waiting.isRunning, "--wait must block while the lock is held")
+        lock = nil
+        waiting.waitUntilExit()
+        #expect(waiting.terminationStatus == 0)
+        _ = lock
+        let status = try CLI.run(["status", "--output-dir", out.path, "--json"])
+        let report = try JSONDecoder.iso.decode(StatusReport.self, from: Data(status.stdout.utf8))
+        #expect(report.stages.first { $0.stage == "broken" }?.done == 1)
+    }
+
+    /// `status --json` has the documented, stable shape and agrees with the run.
+    @Test func statusJSONIsStable() throws {
+        let root = try Self.smallInput()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let out = root.appendingPathComponent("out")
+        let run = try CLI.run(["run", "--input-dir", root.appendingPathComponent("raw").path, "--output-dir", out.path,
+                               "--config", root.appendingPathComponent("pipeline.conf").path, "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        #expect(Set(summary.keys) == ["counts", "interrupted", "runId", "sources"])
+
+        let status = try CLI.run(["status", "--output-dir", out.path, "--json"])
+        #expect(status.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
+        #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "stages", "rejections", "failures", "lastRun"])
+        #expect(object["schemaVersion"] as? Int == 1)
+        let stages = object["stages"] as! [[String: Any]]
+        #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize"])
+        #expect(Set(stages[0].keys).isSuperset(of: ["stage", "done", "rejected", "failed", "pending", "running", "workSeconds"]))
+        #expect(stages[0]["done"] as? Int == 1 && stages[0]["rejected"] as? Int == 1 && stages[1]["done"] as? Int == 1)
+        let rejection = (object["rejections"] as! [[String: Any]]).first!
+        #expect(rejection["stage"] as? String == "broken" && rejection["count"] as? Int == 1)
+        let example = (rejection["examples"] as! [[String: Any]]).first!
+        #expect(example["item"] as? String == "silent.mp4")
+        #expect((example["reason"] as? String)?.contains("no audio stream") == true)
+        let last = object["lastRun"] as! [String: Any]
+        #expect(last["status"] as? String == "finished")
+
+        // The human form names the rejection and its example too.
+        let text = try CLI.run(["status", "--output-dir", out.path])
+        #expect(text.stdout.contains("no audio stream") && text.stdout.contains("silent.mp4"))
+    }
+
+    @Test func badConfigurationAndUsageAreClearErrors() throws {
+        let root = try Self.smallInput()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let conf = root.appendingPathComponent("typo.conf")
+        try "[normalise]\nfps = 25\n".write(to: conf, atomically: true, encoding: .utf8)
+        let r = try CLI.run(["run", "--input-dir", root.appendingPathComponent("raw").path, "--output-dir", root.appendingPathComponent("o").path, "--config", conf.path])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("unknown key \"normalise\""), "\(r.stderr)")
+        let missing = try CLI.run(["run", "--input-dir", root.appendingPathComponent("nope").path, "--output-dir", root.appendingPathComponent("o").path])
+        #expect(missing.status == 1 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
+        let until = try CLI.run(["run", "--input-dir", root.path, "--until", "align"])
+        #expect(until.status == 64 && until.stderr.contains("unknown stage"), "\(until.stderr)")
+        let help = try CLI.run(["--help"])
+        #expect(help.stdout.contains("75") && help.stdout.contains("130"), "exit codes are documented in --help")
+    }
+}
+
+extension JSONDecoder {
+    static var iso: JSONDecoder { let d = JSONDecoder(); d.dateDecodingStrategy = .iso8601; return d }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import GRDB
+import PipelineCore
+import PipelineTestSupport
+import Testing
+
+/// `kill -9` at random moments loses nothing: the final decisions equal an uninterrupted run's, no
+/// partial or temporary file survives, and no result that had committed is ever executed again.
+@Suite(.serialized) struct CrashSafetyTests {
+    static let config = """
+    [broken]
+    min_duration_seconds = 1.0
+    [normalize]
+    materialize = true
+    """
+
+    @Test func randomKillsLoseNothing() throws {
+        let root = try Fixtures.temporaryDirectory("crash")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let input = root.appendingPathComponent("raw")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        // 24 inputs: 20 good ones of different lengths and rates, 4 bad ones.
+        for i in 0..<20 {
+            try Fixtures.video(input.appendingPathComponent(String(format: "clip%02d.mp4", i)), seconds: 1.5 + Double(i % 4) * 0.5,
+                               rate: ["25", "30", "24", "50"][i % 4], sampleRate: [16_000, 44_100, 48_000][i % 3])
+        }
+        FileManager.default.createFile(atPath: input.appendingPathComponent("empty.mp4").path, contents: Data())
+        try Data(repeating: 7, count: 4096).write(to: input.appendingPathComponent("junk.mov"))
+        try Fixtures.video(input.appendingPathComponent("short.mp4"), seconds: 0.5)
+        try Fixtures.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast"],
+                            output: input.appendingPathComponent("silent.mp4"))
+        let configURL = root.appendingPathComponent("pipeline.conf")
+        try Self.config.write(to: configURL, atomically: true, encoding: .utf8)
+        let inputsBefore = try Fixtures.digests(of: input)
+
+        // Reference: one uninterrupted run.
+        let referenceOut = root.appendingPathComponent("reference")
+        let started = Date()
+        let reference = try CLI.run(["run", "--input-dir", input.path, "--output-dir", referenceOut.path, "--config", configURL.path, "--quiet"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        let uninterruptedSeconds = Date().timeIntervalSince(started)
+        let expected = try Self.decisions(referenceOut)
+        #expect(expected.count == 24 * 2 - 4, "every source decided in stage 1, the 20 good ones in stage 2")
+
+        // Killed runs.
+        let out = root.appendingPathComponent("killed")
+        let trace = root.appendingPathComponent("trace.log")
+        var kills = 0
+        var traceLinesSeen = 0
+        var committed = Set<String>()
+        var rerunExecutedCommitted: [String] = []
+        var attempts = 0
+        while attempts < 40 {
+            attempts += 1
+            let process = try CLI.start(["run", "--input-dir", input.path, "--output-dir", out.path, "--config", configURL.path, "--quiet"],
+                                        environment: ["PIPELINED_TRACE": trace.path])
+            let delay = Double.random(in: 0.05...max(0.1, uninterruptedSeconds * 0.8))
+            let deadline = Date().addingTimeInterval(delay)
+            while process.isRunning && Date() < deadline { usleep(5_000) }
+            let wasRunning = process.isRunning
+            if wasRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            // Executions of this run must not include anything committed before it started.
+            let lines = (try? String(contentsOf: trace, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+            for line in lines.dropFirst(traceLinesSeen) where committed.contains(line) { rerunExecutedCommitted.append(line) }
+            traceLinesSeen = lines.count
+            committed.formUnion(try Self.committedExecutions(out))
+            if wasRunning { kills += 1 } else {
+                #expect(process.terminationStatus == 0)
+                if kills >= 5 { break }
+                // Finished before the kill: start over so that at least five kills land mid-run.
+                try FileManager.default.removeItem(at: out)
+                try? FileManager.default.removeItem(at: trace)
+                traceLinesSeen = 0
+                committed = []
+            }
+        }
+        #expect(kills >= 5, "only \(kills) kills landed while the run was working")
+        let final = try CLI.run(["run", "--input-dir", input.path, "--output-dir", out.path, "--config", configURL.path, "--quiet"],
+                                environment: ["PIPELINED_TRACE": trace.path])
+        #expect(final.status == 0, "\(final.stderr)")
+        let lines = try String(contentsOf: trace, encoding: .utf8).split(separator: "\n").map(String.init)
+        for line in lines.dropFirst(traceLinesSeen) where committed.contains(line) { rerunExecutedCommitted.append(line) }
+
+        #expect(rerunExecutedCommitted.isEmpty, "committed results executed again: \(rerunExecutedCommitted)")
+        #expect(try Self.decisions(out) == expected)
+        // No temporary or partial file: nothing carries the temporary marker, and every artifact decodes whole.
+        let leftovers = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }.filter { $0.contains(OutputFiles.temporaryMarker) }
+        #expect(leftovers.isEmpty, "temporaries left: \(leftovers)")
+        for artifact in try Self.artifacts(out) {
+            let report = try ScanPass().run(path: out.appendingPathComponent(artifact).path)
+            #expect(report.demuxError == nil && report.videoDecodeErrors == 0 && report.videoFrames > 0, "\(artifact) is damaged")
+        }
+        #expect(try Fixtures.digests(of: input) == inputsBefore, "inputs were modified")
+    }
+
+    /// stage/path → state + reason, for the current results.
+    static func decisions(_ out: URL) throws -> [String: String] {
+        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
+        return try db.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT r.stage, s.relativePath, r.state, r.reason FROM stageResult r JOIN source s ON s.id = r.sourceId
+                WHERE r.superseded = 0 AND r.state IN ('done', 'rejected', 'failed')
+                """)
+            return Dictionary(uniqueKeysWithValues: rows.map { ("\($0["stage"] as String) \($0["relativePath"] as String)", "\($0["state"] as String): \($0["reason"] as String? ?? "")") })
+        }
+    }
+
+    /// The trace lines ("stage<TAB>item<TAB>fingerprint") of every committed decision.
+    static func committedExecutions(_ out: URL) throws -> Set<String> {
+        let path = out.appendingPathComponent("pipelined.sqlite").path
+        guard FileManager.default.fileExists(atPath: path) else { return [] }
+        let db = try DatabaseQueue(path: path)
+        return try db.read { db in
+            Set(try Row.fetchAll(db, sql: "SELECT stage, itemKey, fingerprint FROM stageResult WHERE state IN ('done', 'rejected')")
+                .map { "\($0["stage"] as String)\t\($0["itemKey"] as String)\t\($0["fingerprint"] as String)" })
+        }
+    }
+
+    static func artifacts(_ out: URL) throws -> [String] {
+        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
+        return try db.read { try String.fetchAll($0, sql: "SELECT artifactPath FROM stageResult WHERE artifactPath IS NOT NULL AND superseded = 0") }
+    }
+}
