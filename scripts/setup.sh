@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what pipelined needs on Debian 12 (idempotent; needs root or sudo for apt) and builds it.
+# Usage: scripts/setup.sh [debug|release]   (default: debug)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-debug}"
+
+packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do [ -x "$d/swift" ] && export PATH="$d:$PATH"; done
+fi
+command -v swift >/dev/null 2>&1 || {
+    echo "setup: Swift 6 is required and was not found; install a toolchain from swift.org (Debian 12 build) and put it on PATH" >&2
+    exit 1
+}
+echo "setup: building ($config)" >&2
+swift build -c "$config" --product pipelined >&2
