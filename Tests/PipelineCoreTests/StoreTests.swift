@@ -31,8 +31,25 @@ import Testing
         let third = try store.beginRun(host: "h", pid: 3, version: "t").id!
         #expect(try store.reclaimAbandonedWork(currentRun: third, maxAttempts: 2, isAlive: { _ in false }) == 1)
         let row = try #require(try store.currentResults(stage: "broken")["s\(source)"])
-        #expect(row.state == "failed" && row.reason!.contains("stopped 2 times"))
+        #expect(row.state == "failed" && row.reason!.contains("died 2 times"))
         #expect(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: third, maxAttempts: 2) == nil)
+    }
+
+    /// A run killed from outside while working on several items uses up none of their attempts.
+    @Test func interruptionsAreNotBlamedOnItemsThatWereNotAlone() throws {
+        let store = try PipelineStore.inMemory()
+        _ = try store.syncSources([DiscoveredFile(relativePath: "a.mp4", size: 1, mtime: 1, contentHash: "a"),
+                                   DiscoveredFile(relativePath: "b.mp4", size: 1, mtime: 1, contentHash: "b")])
+        let ids = try store.activeSources().map { $0.id! }
+        for pid in Int32(1)...Int32(5) {
+            let run = try store.beginRun(host: "h", pid: pid, version: "t").id!
+            _ = try store.reclaimAbandonedWork(currentRun: run, maxAttempts: 2, isAlive: { _ in false })
+            for id in ids { _ = try #require(try store.claimWork(stage: "broken", sourceId: id, itemKey: "s\(id)", fingerprint: "f", run: run, maxAttempts: 2)) }
+        }
+        let last = try store.beginRun(host: "h", pid: 9, version: "t").id!
+        #expect(try store.reclaimAbandonedWork(currentRun: last, maxAttempts: 2, isAlive: { _ in false }) == 2)
+        let rows = try store.currentResults(stage: "broken").values
+        #expect(rows.allSatisfy { $0.state == "pending" && $0.reason!.hasPrefix(PipelineStore.interruptedPrefix) && $0.attempts == 0 })
     }
 
     @Test func aLiveRunKeepsItsClaims() throws {

@@ -7,7 +7,11 @@ import Testing
 /// `kill -9` at random moments loses nothing: the final decisions equal an uninterrupted run's, no
 /// partial or temporary file survives, and no result that had committed is ever executed again.
 @Suite(.serialized) struct CrashSafetyTests {
+    // Many attempts: this test is about what a kill may lose; the blame rule for items that crash
+    // the process has its own tests (StoreTests).
     static let config = """
+    [run]
+    max_attempts = 20
     [broken]
     min_duration_seconds = 1.0
     [normalize]
@@ -83,7 +87,9 @@ import Testing
         for line in lines.dropFirst(traceLinesSeen) where committed.contains(line) { rerunExecutedCommitted.append(line) }
 
         #expect(rerunExecutedCommitted.isEmpty, "committed results executed again: \(rerunExecutedCommitted)")
-        #expect(try Self.decisions(out) == expected)
+        let got = try Self.decisions(out)
+        let differing = Set(got.keys).union(expected.keys).filter { got[$0] != expected[$0] }.sorted()
+        #expect(differing.isEmpty, "decisions differ from the uninterrupted run: \(differing.map { "\($0): \(got[$0] ?? "none") vs \(expected[$0] ?? "none")" })")
         // No temporary or partial file: nothing carries the temporary marker, and every artifact decodes whole.
         let leftovers = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }.filter { $0.contains(OutputFiles.temporaryMarker) }
         #expect(leftovers.isEmpty, "temporaries left: \(leftovers)")
@@ -112,7 +118,9 @@ import Testing
         guard FileManager.default.fileExists(atPath: path) else { return [] }
         let db = try DatabaseQueue(path: path)
         return try db.read { db in
-            Set(try Row.fetchAll(db, sql: "SELECT stage, itemKey, fingerprint FROM stageResult WHERE state IN ('done', 'rejected')")
+            // A kill can land after the file exists but before the first migration committed.
+            guard try db.tableExists("stageResult") else { return [] }
+            return Set(try Row.fetchAll(db, sql: "SELECT stage, itemKey, fingerprint FROM stageResult WHERE state IN ('done', 'rejected')")
                 .map { "\($0["stage"] as String)\t\($0["itemKey"] as String)\t\($0["fingerprint"] as String)" })
         }
     }

@@ -132,11 +132,15 @@ public struct Engine: Sendable {
                 let row = upstream["s\(source.id!)"]
                 return row?.state == ItemState.done.rawValue && row?.fingerprint == previous.fingerprint
             }
-            let toDo = eligible.filter { source in
+            let undecided = eligible.filter { source in
                 guard let row = current["s\(source.id!)"], row.fingerprint == fingerprint else { return true }
                 return !(row.state == ItemState.done.rawValue || row.state == ItemState.rejected.rawValue
                          || (row.state == ItemState.failed.rawValue && row.attempts >= configuration.run.maxAttempts))
             }
+            // Items whose last run died while working on them go last: the rest of the dataset
+            // progresses, and a file that crashes the process ends up alone, where it can be blamed.
+            let interrupted = undecided.filter { current["s\($0.id!)"]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) == true }
+            let toDo = undecided.filter { current["s\($0.id!)"]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true } + interrupted
             reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - toDo.count, toDo: toDo.count))
             let counts = try await execute(stage, fingerprint: fingerprint, items: toDo, runId: runId, context: context, downstream: Array(downstream))
             summary.counts[stage.id] = counts

@@ -64,9 +64,14 @@ public struct PipelineStore: Sendable {
         }
     }
 
-    /// Takes back work claimed by runs that are gone: their `running` rows become `pending` again,
-    /// or `failed` once the item has used up its attempts (an item that crashes the process must
-    /// not crash every run after it). Returns how many rows were reclaimed.
+    /// Takes back work claimed by runs that are gone: their `running` rows become `pending` again.
+    ///
+    /// Rule: an interruption counts as a failed attempt only for an item that was alone in flight
+    /// when its run died; it becomes `failed` once it has used up its attempts that way. Why: a run
+    /// killed from outside (an operator, the OOM killer, a reboot) must not use up the attempts of
+    /// every item it happened to be working on, while a file that crashes the decoder must not crash
+    /// every run after it. The engine retries interrupted items last, so such a file ends up alone
+    /// and gets blamed. Returns how many rows were reclaimed.
     public func reclaimAbandonedWork(currentRun: Int64, maxAttempts: Int, isAlive: @Sendable (RunRecord) -> Bool, now: Date = Date()) throws -> Int {
         try writer.write { db in
             let runs = try RunRecord.filter(Column("status") == "running" && Column("id") != currentRun).fetchAll(db)
@@ -79,13 +84,16 @@ public struct PipelineStore: Sendable {
                 .filter(Column("state") == "running" && Column("runId") != currentRun)
                 .fetchAll(db)
                 .filter { row in row.runId.map(dead.contains) ?? true || (row.leaseExpiresAt ?? .distantPast) < now }
+            let inFlight = Dictionary(grouping: stale, by: { $0.runId ?? -1 }).mapValues(\.count)
             for var row in stale {
-                if row.attempts >= maxAttempts {
+                let alone = inFlight[row.runId ?? -1] == 1
+                if !alone { row.attempts = max(0, row.attempts - 1) }
+                if alone && row.attempts >= maxAttempts {
                     row.state = ItemState.failed.rawValue
-                    row.reason = "the pipeline process stopped \(row.attempts) times while working on this item; it may crash the decoder"
+                    row.reason = "the pipeline process died \(row.attempts) times while working on this item alone; it may crash the decoder"
                 } else {
                     row.state = ItemState.pending.rawValue
-                    row.reason = "interrupted (run \(row.runId.map(String.init) ?? "?") ended while this item was in progress)"
+                    row.reason = Self.interruptedReason(run: row.runId)
                 }
                 row.leaseExpiresAt = nil
                 try row.update(db)
@@ -93,6 +101,12 @@ public struct PipelineStore: Sendable {
             return stale.count
         }
     }
+
+    static func interruptedReason(run: Int64?) -> String {
+        "\(interruptedPrefix) (run \(run.map(String.init) ?? "?") ended while this item was in progress)"
+    }
+    /// Marks a pending row as one whose run died; the engine retries such rows last.
+    public static let interruptedPrefix = "interrupted"
 
     // MARK: Sources
 
