@@ -58,6 +58,8 @@ public struct NormalizeStage: Stage {
 
     private func materialize(_ source: String, map: FrameMap, to path: String, threads: Int) throws {
         let reader = NormalizedReader(path: source, frameMap: map, sampleRate: configuration.sampleRate, decoderThreads: threads)
+        let probe = try Demuxer(path: source)
+        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
         var writer: ClipWriter?
         try reader.read(video: { _, frame in
             if writer == nil {
@@ -67,6 +69,7 @@ public struct NormalizeStage: Stage {
                 settings.crf = configuration.crf
                 settings.preset = configuration.preset
                 settings.threads = threads
+                settings.rotationDegrees = rotation
                 writer = try ClipWriter(path: path, settings: settings)
             }
             try writer!.writeVideo(frame)

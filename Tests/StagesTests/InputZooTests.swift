@@ -37,7 +37,7 @@ import Testing
                 #expect(outcome.state == "done", "\(c.file): \(outcome.reason ?? "")")
                 #expect(normalize[c.file]?.state == "done", "\(c.file) normalize: \(normalize[c.file]?.reason ?? "missing")")
                 let materialized = root.appendingPathComponent("out").appendingPathComponent(NormalizeStage.materializedPath(for: c.file))
-                #expect(FileManager.default.fileExists(atPath: materialized.path), "\(c.file) was not materialised")
+                try Self.checkMaterialized(materialized, source: input.appendingPathComponent(c.file), store: store, file: c.file)
             } else {
                 #expect(outcome.state == "rejected", "\(c.file) should be rejected")
                 #expect(outcome.reason?.contains(c.reason!) == true, "\(c.file): reason \"\(outcome.reason ?? "nil")\" lacks \"\(c.reason!)\"")
@@ -57,6 +57,22 @@ import Testing
         let executed = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").count
         _ = try await engine().run()
         #expect(try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").count == executed)
+    }
+
+    /// The `resampled/` copy is 25 fps H.264 with 16 kHz mono AAC, has exactly the timeline's frames
+    /// and audio of the same length, and keeps the source's rotation.
+    static func checkMaterialized(_ url: URL, source: URL, store: PipelineStore, file: String) throws {
+        #expect(FileManager.default.fileExists(atPath: url.path), "\(file) was not materialised")
+        let copy = try ScanPass().run(path: url.path)
+        let original = try ScanPass().run(path: source.path)
+        let video = try #require(copy.streams.first { $0.kind == .video })
+        let audio = try #require(copy.streams.first { $0.kind == .audio })
+        #expect(video.codec == "h264" && video.averageFrameRate == Rational(25, 1), "\(file): \(video)")
+        #expect(audio.codec == "aac" && audio.sampleRate == 16_000 && audio.channels == 1, "\(file): \(audio)")
+        #expect(copy.videoFrames == original.frameMap?.outputFrameCount, "\(file): \(copy.videoFrames) frames written")
+        #expect(abs(copy.audioSeconds - copy.videoSeconds) < 0.1, "\(file): audio \(copy.audioSeconds) s, video \(copy.videoSeconds) s")
+        let sourceRotation = original.streams.first { $0.kind == .video }?.rotationDegrees ?? 0
+        #expect((video.rotationDegrees ?? 0) == sourceRotation, "\(file): rotation \(video.rotationDegrees ?? 0), source \(sourceRotation)")
     }
 
     @Test func changedAndVanishedSourcesAreFollowed() async throws {

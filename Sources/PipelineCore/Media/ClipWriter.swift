@@ -14,6 +14,8 @@ public final class ClipWriter {
         public var crf = 18
         public var preset = "veryfast"
         public var threads = 1
+        /// Clockwise rotation players should apply (the source's display matrix, kept as metadata).
+        public var rotationDegrees = 0
         public init(width: Int, height: Int) { self.width = width; self.height = height }
     }
 
@@ -49,6 +51,12 @@ public final class ClipWriter {
             if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
         }
         videoStream = try muxer.addStream(for: video)
+        if s.rotationDegrees % 360 != 0 {
+            let st = muxer.context.pointee.streams[videoStream]!
+            guard let side = av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, 9 * 4) else { throw MediaError.allocation("display matrix") }
+            // av_display_rotation_set takes the clockwise angle (av_display_rotation_get returns it negated).
+            side.withMemoryRebound(to: Int32.self, capacity: 9) { av_display_rotation_set($0, Double(s.rotationDegrees)) }
+        }
         if withAudio {
             let a = try CodecEncoder(codecName: "aac", options: [:]) { c in
                 c.pointee.sample_rate = Int32(s.sampleRate)
@@ -156,6 +164,10 @@ public final class ClipWriter {
 
     private func drain(_ encoder: CodecEncoder, stream: Int) throws {
         while try encoder.receive(into: packet) == .ok {
+            // x264's flushed packets carry no duration; the MP4 muxer would then give the last sample
+            // a zero duration and its edit list would hide the last frame. One frame, as the ffmpeg
+            // CLI fills in.
+            if stream == videoStream, packet.pointer.pointee.duration <= 0 { packet.pointer.pointee.duration = 1 }
             try muxer.write(packet, stream: stream, timeBase: Rational(encoder.context.pointee.time_base))
         }
     }

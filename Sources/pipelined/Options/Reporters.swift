@@ -74,7 +74,7 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
             let remaining = row.total - row.decided - processed
             let eta = rate > 0 && remaining > 0 ? String(format: " ETA %.0fs", Double(remaining) / rate) : ""
             let failed = row.failed > 0 ? (color ? " \u{1B}[31m\(row.failed) failed\u{1B}[0m" : " \(row.failed) failed") : ""
-            lines.append(String(format: "%-10@ %5d/%-5d %6.2f items/s  %d rejected", row.stage as NSString, row.decided + processed, row.total, rate, row.rejected) + failed + eta)
+            lines.append(String(format: "%-11@ %5d/%-5d %6.2f items/s  %d rejected", row.stage as NSString, row.decided + processed, row.total, rate, row.rejected) + failed + eta)
         }
         for line in lines { text += "\u{1B}[2K" + line + "\n" }
         drawnLines = lines.count
