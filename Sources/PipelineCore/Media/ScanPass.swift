@@ -9,9 +9,15 @@ import Foundation
 /// what it needs.
 public protocol TimelineAnalyzer: AnyObject {
     var maxEventLag: Int { get }
+    /// Called once, before the first frame, with the video stream the timeline comes from.
+    func begin(video: StreamInfo)
     /// `frame` fills timeline slot `index` (0-based). The frame is only valid during the call.
     func process(_ frame: Frame, index: Int) throws
     func finish(frameCount: Int) throws
+}
+
+extension TimelineAnalyzer {
+    public func begin(video: StreamInfo) {}
 }
 
 /// What one full decode of a source found: stage 1's integrity facts and stage 2's frame map.
@@ -71,6 +77,7 @@ public struct ScanPass {
         let used = [videoIndex, audioIndex].compactMap { $0 }
         demuxer.discardAll(except: Set(used))
 
+        if let videoIndex { for a in timelineAnalyzers { a.begin(video: demuxer.info(videoIndex)) } }
         let video = try videoIndex.map { try VideoTrack(demuxer: demuxer, index: $0, offset: demuxer.timelineOffset(stream: $0, streams: used),
                                                         threads: decoderThreads, outputRate: outputRate, analyzers: timelineAnalyzers) }
         let audioDecoder = try audioIndex.map { try CodecDecoder(stream: demuxer.stream($0), threads: 1) }
