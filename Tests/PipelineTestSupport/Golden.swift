@@ -15,8 +15,8 @@ public enum Golden {
 }
 
 /// A read-only safetensors file (8-byte header length, JSON header, little-endian data).
-public struct SafeTensorsFile {
-    public struct Entry { public var dtype: String; public var shape: [Int]; public var range: Range<Int> }
+public struct SafeTensorsFile: Sendable {
+    public struct Entry: Sendable { public var dtype: String; public var shape: [Int]; public var range: Range<Int> }
     public let entries: [String: Entry]
     private let data: Data
     private let base: Int
