@@ -19,14 +19,19 @@ public struct BrokenFileStage: Stage {
     public let configuration: PipelineConfiguration.Broken
     /// The timeline rate the scan selects frames for (stage 2's setting).
     public let timelineRate: Rational
+    /// Stage 3's scoring setting (its decision settings are stage 3's own).
+    public let sceneDownscale: Int?
 
     public init(configuration: PipelineConfiguration) {
         self.configuration = configuration.broken
         self.timelineRate = Rational(Int64(configuration.normalize.fps), 1)
+        self.sceneDownscale = configuration.scenes.downscale == 0 ? nil : configuration.scenes.downscale
     }
 
+    /// Everything the scan measures is part of it: a changed rate or scoring setting rescans.
     public var fingerprint: String {
-        Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration), FrameMapAnalysis.fingerprint(rate: timelineRate))
+        Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration), FrameMapAnalysis.fingerprint(rate: timelineRate),
+                       ContentScoresAnalysis.fingerprint(downscale: sceneDownscale))
     }
 
     struct Metrics: Codable {
@@ -42,8 +47,9 @@ public struct BrokenFileStage: Stage {
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         if item.source.size == 0 { return .rejected("empty file (0 bytes)") }
         let report: ScanReport
+        let scorer = ContentScorer(downscale: sceneDownscale)
         do {
-            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads).run(path: item.sourcePath)
+            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads, timelineAnalyzers: [scorer]).run(path: item.sourcePath)
         } catch let MediaError.ffmpeg(function, code, message) where function.hasPrefix("avformat_open_input") || function.hasPrefix("avformat_find_stream_info") {
             // Permission or I/O problems are failures (retried); unreadable content is a rejection.
             if code == -EACCES || code == -ENOENT || code == -EIO { throw MediaError.ffmpeg(function: function, code: code, message: message) }
@@ -58,7 +64,8 @@ public struct BrokenFileStage: Stage {
                                           decodeErrorRate: rate, videoSeconds: report.videoSeconds, audioSeconds: report.audioSeconds,
                                           demuxError: report.demuxError))
         let duration = min(report.videoSeconds, report.audioSeconds)
-        let handOn = HandOn(analyses: report.frameMap.map { [FrameMapAnalysis.record($0, rate: timelineRate)] } ?? [],
+        let handOn = HandOn(analyses: (report.frameMap.map { [FrameMapAnalysis.record($0, rate: timelineRate)] } ?? [])
+                                + [ContentScoresAnalysis.record(scorer.scores, downscale: sceneDownscale)],
                             sourceUpdate: SourceUpdate(probe: metricsJSON(report.streams), durationSeconds: duration))
         func reject(_ reason: String) -> StageOutcome { .rejected(reason: reason, metrics: metrics, handOn: handOn) }
 
@@ -85,6 +92,19 @@ public struct BrokenFileStage: Stage {
                                  duration, report.videoSeconds, report.audioSeconds, configuration.minDurationSeconds))
         }
         return .done(metrics: metrics, artifact: nil, handOn: handOn)
+    }
+}
+
+/// The stored form of stage 3's per-frame content scores (an `analysis` row of kind "contentScores").
+public enum ContentScoresAnalysis {
+    public static let kind = "contentScores"
+    public static func fingerprint(downscale: Int?) -> String { ContentScorer(downscale: downscale).fingerprint }
+    public static func record(_ scores: ContentScores, downscale: Int?) -> AnalysisRecord {
+        AnalysisRecord(sourceId: 0, kind: kind, fingerprint: fingerprint(downscale: downscale), data: scores.serialized())
+    }
+    public static func load(sourceId: Int64, downscale: Int?, from store: PipelineStore) throws -> ContentScores? {
+        guard let row = try store.analysis(sourceId: sourceId, kind: kind), row.fingerprint == fingerprint(downscale: downscale) else { return nil }
+        return try ContentScores(serialized: row.data)
     }
 }
 

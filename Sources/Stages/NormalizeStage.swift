@@ -16,6 +16,8 @@ public struct NormalizeStage: Stage {
     public init(configuration: PipelineConfiguration) { self.configuration = configuration.normalize }
 
     public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
+    /// Later stages see the timeline, not whether a copy of it was written.
+    public var outputFingerprint: String { Fingerprint.of("v1", String(configuration.fps), String(configuration.sampleRate)) }
     var rate: Rational { Rational(Int64(configuration.fps), 1) }
 
     struct Metrics: Codable {

@@ -16,6 +16,11 @@ import Testing
     min_duration_seconds = 1.0
     [normalize]
     materialize = true
+    [segment]
+    min_seconds = 1.0
+    target_seconds = 1.0
+    max_seconds = 2.0
+    materialize = true
     """
 
     @Test func randomKillsLoseNothing() throws {
@@ -44,7 +49,9 @@ import Testing
         #expect(reference.status == 0, "\(reference.stderr)")
         let uninterruptedSeconds = Date().timeIntervalSince(started)
         let expected = try Self.decisions(referenceOut)
-        #expect(expected.count == 24 * 2 - 4, "every source decided in stage 1, the 20 good ones in stage 2")
+        #expect(expected.count == 24 + 20 * 3, "every source decided in stage 1, the 20 good ones in stages 2-4")
+        let clipsExpected = try Self.clips(referenceOut)
+        #expect(clipsExpected.count >= 20)
 
         // Killed runs.
         let out = root.appendingPathComponent("killed")
@@ -90,6 +97,7 @@ import Testing
         let got = try Self.decisions(out)
         let differing = Set(got.keys).union(expected.keys).filter { got[$0] != expected[$0] }.sorted()
         #expect(differing.isEmpty, "decisions differ from the uninterrupted run: \(differing.map { "\($0): \(got[$0] ?? "none") vs \(expected[$0] ?? "none")" })")
+        #expect(try Self.clips(out) == clipsExpected)
         // No temporary or partial file: nothing carries the temporary marker, and every artifact decodes whole.
         let leftovers = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }.filter { $0.contains(OutputFiles.temporaryMarker) }
         #expect(leftovers.isEmpty, "temporaries left: \(leftovers)")
@@ -125,8 +133,24 @@ import Testing
         }
     }
 
+    /// Every file the pipeline wrote: stage artifacts and materialised segments.
     static func artifacts(_ out: URL) throws -> [String] {
         let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
-        return try db.read { try String.fetchAll($0, sql: "SELECT artifactPath FROM stageResult WHERE artifactPath IS NOT NULL AND superseded = 0") }
+        return try db.read { db in
+            let paths = try String.fetchAll(db, sql: "SELECT artifactPath FROM stageResult WHERE artifactPath IS NOT NULL AND superseded = 0")
+            let segmented = try String.fetchAll(db, sql: "SELECT metrics FROM stageResult WHERE stage = 'segment' AND superseded = 0 AND state = 'done'")
+                .flatMap { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["materialized"] as? [String] ?? [] }
+            #expect(!segmented.isEmpty)
+            return paths + segmented
+        }
+    }
+
+    /// source path, scene, segment, frame range of every clip.
+    static func clips(_ out: URL) throws -> [String] {
+        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
+        return try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT s.relativePath, c.* FROM clip c JOIN source s ON s.id = c.sourceId ORDER BY 1, sceneIndex, segmentIndex")
+                .map { "\($0["relativePath"] as String) \($0["sceneIndex"] as Int)/\($0["segmentIndex"] as Int) \($0["startFrame"] as Int)..<\($0["endFrame"] as Int)" }
+        }
     }
 }

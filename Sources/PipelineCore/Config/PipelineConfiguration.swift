@@ -27,9 +27,44 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var preset = "veryfast"
     }
 
+    public struct Scenes: Sendable, Codable, Equatable {
+        /// "adaptive" (the reference: `detect-adaptive --threshold 2`) or "content".
+        public var detector = "adaptive"
+        /// Content detector: cut where the frame score reaches this.
+        public var threshold = 27.0
+        /// Adaptive detector: cut where score / mean of the neighbours' scores reaches this.
+        public var adaptiveThreshold = 2.0
+        /// Adaptive detector: neighbours on each side.
+        public var windowWidth = 2
+        /// Adaptive detector: a cut also needs this score.
+        public var minContentVal = 15.0
+        /// Frames of the 25 fps timeline between cuts (PySceneDetect's 0.6 s at 25 fps).
+        public var minSceneLen = 15
+        public var weightHue = 1.0
+        public var weightSat = 1.0
+        public var weightLum = 1.0
+        /// Score luma only (weights 0, 0, 1), PySceneDetect's `luma_only`.
+        public var lumaOnly = false
+        /// Downscale factor before scoring; 0 = PySceneDetect's automatic `width // 256`.
+        public var downscale = 0
+
+        public var weights: ContentWeights { lumaOnly ? .lumaOnly : ContentWeights(hue: weightHue, saturation: weightSat, luma: weightLum) }
+    }
+    public struct Segment: Sendable, Codable, Equatable {
+        public var minSeconds = 5.0
+        public var maxSeconds = 10.0
+        /// Pieces are cut at this length; the remainder of a scene is folded into its last piece.
+        public var targetSeconds = 5.0
+        /// Also write segmented/<name>_shot_NNN_MMM.mp4 (the reference's names).
+        public var materialize = false
+        public var crf = 18
+    }
+
     public var run = Run()
     public var broken = Broken()
     public var normalize = Normalize()
+    public var scenes = Scenes()
+    public var segment = Segment()
 
     public init() {}
 
@@ -52,6 +87,29 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         normalize.crf = try reader.int("normalize", "crf", normalize.crf, range: 0...51)
         normalize.preset = try reader.string("normalize", "preset", normalize.preset,
                                              allowed: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])
+        scenes.detector = try reader.string("scenes", "detector", scenes.detector, allowed: ["adaptive", "content"])
+        scenes.threshold = try reader.double("scenes", "threshold", scenes.threshold, range: 0...255)
+        scenes.adaptiveThreshold = try reader.double("scenes", "adaptive_threshold", scenes.adaptiveThreshold, range: 0...255)
+        scenes.windowWidth = try reader.int("scenes", "window_width", scenes.windowWidth, range: 1...100)
+        scenes.minContentVal = try reader.double("scenes", "min_content_val", scenes.minContentVal, range: 0...255)
+        scenes.minSceneLen = try reader.int("scenes", "min_scene_len", scenes.minSceneLen, range: 0...100_000)
+        scenes.weightHue = try reader.double("scenes", "weight_hue", scenes.weightHue, range: 0...1_000)
+        scenes.weightSat = try reader.double("scenes", "weight_sat", scenes.weightSat, range: 0...1_000)
+        scenes.weightLum = try reader.double("scenes", "weight_lum", scenes.weightLum, range: 0...1_000)
+        scenes.lumaOnly = try reader.bool("scenes", "luma_only", scenes.lumaOnly)
+        scenes.downscale = try reader.int("scenes", "downscale", scenes.downscale, range: 0...64)
+        if scenes.weightHue + scenes.weightSat + scenes.weightLum <= 0 {
+            throw ConfigurationError.outOfRange(file: source, key: "scenes.weight_*", value: "all 0", allowed: "at least one weight above 0")
+        }
+        segment.minSeconds = try reader.double("segment", "min_seconds", segment.minSeconds, range: 0.04...3_600)
+        segment.maxSeconds = try reader.double("segment", "max_seconds", segment.maxSeconds, range: 0.04...3_600)
+        segment.targetSeconds = try reader.double("segment", "target_seconds", segment.targetSeconds, range: 0.04...3_600)
+        segment.materialize = try reader.bool("segment", "materialize", segment.materialize)
+        segment.crf = try reader.int("segment", "crf", segment.crf, range: 0...51)
+        guard segment.minSeconds <= segment.targetSeconds, segment.targetSeconds <= segment.maxSeconds else {
+            throw ConfigurationError.outOfRange(file: source, key: "segment.target_seconds", value: "\(segment.targetSeconds)",
+                                                allowed: "min_seconds (\(segment.minSeconds)) ... max_seconds (\(segment.maxSeconds))")
+        }
         try reader.rejectUnknownKeys()
     }
 

@@ -78,14 +78,14 @@ public struct Engine: Sendable {
         self.cancellation = cancellation
     }
 
-    /// The stages this run executes, in order, with each one's chained fingerprint (a stage's
-    /// results depend on its own settings and on everything upstream).
+    /// The stages this run executes, in order, with each one's chained fingerprint: a stage's
+    /// results depend on its own settings and on what every stage upstream hands on.
     public var plannedStages: [(stage: any Stage, fingerprint: String)] {
         var result: [(any Stage, String)] = []
         var upstream = ""
         for stage in stages {
-            upstream = Fingerprint.of(stage.id, stage.fingerprint, upstream)
-            result.append((stage, upstream))
+            result.append((stage, Fingerprint.of(stage.id, stage.fingerprint, upstream)))
+            upstream = Fingerprint.of(stage.id, stage.outputFingerprint, upstream)
             if stage.id == options.until { break }
         }
         return result
@@ -191,10 +191,10 @@ public struct Engine: Sendable {
         switch result {
         case let .success(.done(metrics, artifact, handOn)):
             recorded = RecordedOutcome(state: .done, metrics: metrics, artifactPath: artifact, seconds: seconds,
-                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate)
+                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate, clips: handOn.clips)
         case let .success(.rejected(reason, metrics, handOn)):
             recorded = RecordedOutcome(state: .rejected, reason: reason, metrics: metrics, seconds: seconds,
-                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate)
+                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate, clips: handOn.clips)
         case let .failure(error):
             let backoff = configuration.run.retryBackoffSeconds * pow(2, Double(claim.attempts - 1))
             recorded = RecordedOutcome(state: .failed, reason: String(describing: error), seconds: seconds,

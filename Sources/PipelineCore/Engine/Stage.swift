@@ -13,7 +13,15 @@ public protocol Stage: Sendable {
     var unit: WorkUnit { get }
     /// Hash of the configuration and code version that affect this stage's results.
     var fingerprint: String { get }
+    /// Hash of the settings that change what later stages receive; settings that only change
+    /// this stage's own side outputs (whether a copy is written, its CRF) are left out, so that
+    /// toggling them does not redo later work. Defaults to `fingerprint`.
+    var outputFingerprint: String { get }
     func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome
+}
+
+extension Stage {
+    public var outputFingerprint: String { fingerprint }
 }
 
 public enum WorkUnit: String, Sendable { case source, clip }
@@ -50,9 +58,12 @@ public enum StageOutcome: Sendable {
 public struct HandOn: Sendable {
     public var analyses: [AnalysisRecord] = []
     public var sourceUpdate: SourceUpdate?
-    public init(analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil) {
+    /// The source's clips (stage 4); nil leaves them as they are.
+    public var clips: [ClipRecord]?
+    public init(analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil, clips: [ClipRecord]? = nil) {
         self.analyses = analyses
         self.sourceUpdate = sourceUpdate
+        self.clips = clips
     }
 }
 

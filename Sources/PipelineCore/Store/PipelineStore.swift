@@ -215,6 +215,7 @@ public struct PipelineStore: Sendable {
                 analysis.sourceId = row.sourceId
                 try analysis.save(db)
             }
+            if let clips = outcome.clips { try Self.replaceClips(of: row.sourceId, with: clips, in: db) }
             if let update = outcome.sourceUpdate {
                 try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
                                arguments: [update.probe, update.durationSeconds, row.sourceId])
@@ -224,6 +225,29 @@ public struct PipelineStore: Sendable {
                 try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(downstreamStages.map { _ in "?" }.joined(separator: ",")))",
                                arguments: StatementArguments([row.sourceId] + downstreamStages))
             }
+        }
+    }
+
+    /// Makes the source's clips equal `plans`, keeping the rows (and so every later stage's
+    /// results) of clips whose frame range did not change.
+    static func replaceClips(of sourceId: Int64, with plans: [ClipRecord], in db: Database) throws {
+        let existing = try ClipRecord.filter(Column("sourceId") == sourceId).fetchAll(db)
+        var byKey = Dictionary(uniqueKeysWithValues: existing.map { ("\($0.sceneIndex)/\($0.segmentIndex)", $0) })
+        for var plan in plans {
+            plan.sourceId = sourceId
+            if let old = byKey.removeValue(forKey: "\(plan.sceneIndex)/\(plan.segmentIndex)") {
+                if old.startFrame == plan.startFrame && old.endFrame == plan.endFrame { continue }
+                _ = try old.delete(db) // its later results described other frames
+            }
+            plan.id = nil
+            try plan.insert(db)
+        }
+        for old in byKey.values { _ = try old.delete(db) }
+    }
+
+    public func clips(sourceId: Int64) throws -> [ClipRecord] {
+        try writer.read { db in
+            try ClipRecord.filter(Column("sourceId") == sourceId).order(Column("sceneIndex"), Column("segmentIndex")).fetchAll(db)
         }
     }
 
@@ -274,9 +298,12 @@ public struct RecordedOutcome: Sendable {
     public var nextAttemptAt: Date?
     public var analyses: [AnalysisRecord] = []
     public var sourceUpdate: SourceUpdate?
+    /// When set, the source's clips become exactly these.
+    public var clips: [ClipRecord]?
 
     public init(state: ItemState, reason: String? = nil, metrics: String? = nil, artifactPath: String? = nil, seconds: Double,
-                nextAttemptAt: Date? = nil, analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil) {
+                nextAttemptAt: Date? = nil, analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil, clips: [ClipRecord]? = nil) {
+        self.clips = clips
         self.state = state
         self.reason = reason
         self.metrics = metrics

@@ -38,6 +38,24 @@ public struct SourceRecord: Codable, Sendable, FetchableRecord, MutablePersistab
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }
 
+/// A piece of a scene: frames `startFrame..<endFrame` of its source's 25 fps timeline.
+public struct ClipRecord: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
+    public static let databaseTableName = "clip"
+    public var id: Int64?
+    public var sourceId: Int64
+    public var sceneIndex: Int
+    public var segmentIndex: Int
+    public var startFrame: Int
+    public var endFrame: Int
+
+    public init(id: Int64? = nil, sourceId: Int64, sceneIndex: Int, segmentIndex: Int, startFrame: Int, endFrame: Int) {
+        self.id = id; self.sourceId = sourceId; self.sceneIndex = sceneIndex; self.segmentIndex = segmentIndex
+        self.startFrame = startFrame; self.endFrame = endFrame
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+}
+
 /// The outcome of one stage on one item, under one configuration fingerprint.
 public struct StageResultRecord: Codable, Sendable, FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "stageResult"
