@@ -55,7 +55,7 @@ import Testing
         let status = try CLI.run(["status", "--output-dir", out.path, "--json"])
         #expect(status.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
-        #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "stages", "rejections", "failures", "lastRun"])
+        #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "clips", "clipSeconds", "stages", "rejections", "failures", "lastRun"])
         #expect(object["schemaVersion"] as? Int == 1)
         let stages = object["stages"] as! [[String: Any]]
         #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment"])

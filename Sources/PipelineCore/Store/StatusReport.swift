@@ -41,17 +41,25 @@ public struct StatusReport: Codable, Sendable {
     public var database: String
     public var activeSources = 0
     public var goneSources = 0
+    /// Clips (scene segments) of active sources.
+    public var clips = 0
+    public var clipSeconds = 0.0
     public var stages: [StageCounts] = []
     public var rejections: [Rejection] = []
     public var failures: [Failure] = []
     public var lastRun: LastRun?
 
     /// - Parameter stageOrder: stage ids in pipeline order (pending counts follow the chain).
-    public static func load(from store: PipelineStore, stageOrder: [String], maxAttempts: Int) throws -> StatusReport {
+    public static func load(from store: PipelineStore, stageOrder: [String], maxAttempts: Int, timelineRate: Int = 25) throws -> StatusReport {
         try store.writer.read { db in
             var report = StatusReport(database: store.path ?? ":memory:")
             report.activeSources = try SourceRecord.filter(Column("goneAt") == nil).fetchCount(db)
             report.goneSources = try SourceRecord.filter(Column("goneAt") != nil).fetchCount(db)
+            let clipRow = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS n, COALESCE(SUM(c.endFrame - c.startFrame), 0) AS frames FROM clip c JOIN source s ON s.id = c.sourceId WHERE s.goneAt IS NULL
+                """)!
+            report.clips = clipRow["n"]
+            report.clipSeconds = Double(clipRow["frames"] as Int) / Double(timelineRate)
             let activeIds = Set(try Int64.fetchAll(db, sql: "SELECT id FROM source WHERE goneAt IS NULL"))
             let names = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, relativePath FROM source").map { ($0["id"] as Int64, $0["relativePath"] as String) })
             var eligible = activeIds.count

@@ -5,7 +5,8 @@ import PipelineCore
 enum StatusText {
     static func render(_ r: StatusReport, listFailures: Bool) -> String {
         var out = "database: \(r.database)\n"
-        out += "sources: \(r.activeSources) active\(r.goneSources > 0 ? ", \(r.goneSources) gone from the input directory" : "")\n\n"
+        out += "sources: \(r.activeSources) active\(r.goneSources > 0 ? ", \(r.goneSources) gone from the input directory" : "")\n"
+        out += String(format: "clips: %d (%.1f min)\n\n", r.clips, r.clipSeconds / 60)
         out += pad("stage", 11) + ["done", "rejected", "failed", "pending", "running", "items/s"].map { lpad($0, 9) }.joined() + "\n"
         for s in r.stages {
             out += pad(s.stage, 11) + [s.done, s.rejected, s.failed, s.pending, s.running].map { lpad(String($0), 9) }.joined()
