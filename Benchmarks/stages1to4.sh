@@ -88,7 +88,7 @@ ours 1
 agree=0; total=0
 for f in "${files[@]}"; do
     name=$(basename "$f" .mp4)
-    theirs=$(tail -n +3 "$work/pysd/$name.csv" | cut -d, -f4 | paste -sd' ' -)
+    theirs=$(tail -n +4 "$work/pysd/$name.csv" | cut -d, -f4 | paste -sd' ' -)  # rows after scene 1
     mine=$(sqlite3 "$work/ours/pipelined.sqlite" "SELECT json_extract(r.metrics, '$.cuts') FROM stageResult r JOIN source s ON s.id = r.sourceId WHERE r.stage = 'scenes' AND r.superseded = 0 AND s.relativePath = '${f#$input/}'" | tr -d '[]' | tr ',' '\n' | awk 'NF {printf "%s%.3f", (n++ ? " " : ""), $1 / 25}')
     same=$(awk -v a="$mine" -v b="$theirs" 'BEGIN {n = split(a, x, " "); m = split(b, y, " "); if (n != m) {print 0; exit}; for (i = 1; i <= n; i++) if ((x[i] - y[i]) > 0.04 || (y[i] - x[i]) > 0.04) {print 0; exit}; print 1}')
     total=$((total + 1)); agree=$((agree + same))
