@@ -49,36 +49,13 @@ public struct NormalizeStage: Stage {
         guard outputFrames > 0 else { return .rejected("no frame lands on the \(rate) fps timeline", metrics: metricsJSON(metrics)) }
         if configuration.materialize {
             let relative = Self.materializedPath(for: item.source.relativePath)
+            let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: configuration.sampleRate, decoderThreads: context.decoderThreads)
             try context.outputs.publish(relative) { temporary in
-                try materialize(item.sourcePath, map: map, to: temporary, threads: context.decoderThreads)
+                try reader.copy(to: temporary, encoding: CopyEncoding(crf: configuration.crf, preset: configuration.preset, threads: context.decoderThreads))
             }
             metrics.materialized = relative
             return .done(metrics: metricsJSON(metrics), artifact: relative)
         }
         return .done(metrics: metricsJSON(metrics))
-    }
-
-    private func materialize(_ source: String, map: FrameMap, to path: String, threads: Int) throws {
-        let reader = NormalizedReader(path: source, frameMap: map, sampleRate: configuration.sampleRate, decoderThreads: threads)
-        let probe = try Demuxer(path: source)
-        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
-        var writer: ClipWriter?
-        try reader.read(video: { _, frame in
-            if writer == nil {
-                var settings = ClipWriter.Settings(width: frame.width, height: frame.height)
-                settings.frameRate = rate
-                settings.sampleRate = configuration.sampleRate
-                settings.crf = configuration.crf
-                settings.preset = configuration.preset
-                settings.threads = threads
-                settings.rotationDegrees = rotation
-                writer = try ClipWriter(path: path, settings: settings)
-            }
-            try writer!.writeVideo(frame)
-        }, audio: { samples in
-            // Video frame 0 comes before the first audio chunk is cut, so the writer exists.
-            try writer?.writeAudio(samples)
-        })
-        try writer?.finish()
     }
 }

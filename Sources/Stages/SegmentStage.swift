@@ -86,26 +86,12 @@ public struct SegmentStage: Stage {
             throw StageError(stage: id, item: item.source.relativePath, message: "no frame map recorded; rerun stage broken")
         }
         let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: context.decoderThreads)
-        let probe = try Demuxer(path: item.sourcePath)
-        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
         var written: [String] = []
         for clip in clips {
             let relative = Self.materializedPath(source: item.source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex)
             try context.outputs.publish(relative) { temporary in
-                var writer: ClipWriter?
-                try reader.read(frames: clip.startFrame..<clip.endFrame, video: { _, frame in
-                    if writer == nil {
-                        var settings = ClipWriter.Settings(width: frame.width, height: frame.height)
-                        settings.frameRate = Rational(Int64(normalize.fps), 1)
-                        settings.sampleRate = normalize.sampleRate
-                        settings.crf = configuration.crf
-                        settings.threads = context.decoderThreads
-                        settings.rotationDegrees = rotation
-                        writer = try ClipWriter(path: temporary, settings: settings)
-                    }
-                    try writer!.writeVideo(frame)
-                }, audio: { try writer?.writeAudio($0) })
-                try writer?.finish()
+                try reader.copy(frames: clip.startFrame..<clip.endFrame, to: temporary,
+                                encoding: CopyEncoding(crf: configuration.crf, threads: context.decoderThreads))
             }
             written.append(relative)
         }

@@ -225,3 +225,39 @@ public final class NormalizedReader {
         }
     }
 }
+
+/// How a normalised copy is encoded (the frame rate, sample rate and size come from the reader).
+public struct CopyEncoding: Sendable {
+    public var crf: Int
+    public var preset: String
+    public var threads: Int
+    public init(crf: Int, preset: String = "veryfast", threads: Int = 1) { self.crf = crf; self.preset = preset; self.threads = threads }
+}
+
+extension NormalizedReader {
+    /// Writes timeline frames `range` (all by default) with their audio to an MP4 at `path`:
+    /// H.264 at the timeline's rate, AAC mono at the reader's sample rate, the source's rotation
+    /// kept as display metadata. `resampled/` and `segmented/` files are made this way.
+    public func copy(frames range: Range<Int>? = nil, to path: String, encoding: CopyEncoding) throws {
+        let probe = try Demuxer(path: self.path)
+        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
+        var writer: ClipWriter?
+        try read(frames: range, video: { _, frame in
+            if writer == nil {
+                var settings = ClipWriter.Settings(width: frame.width, height: frame.height)
+                settings.frameRate = self.frameMap.outputRate
+                settings.sampleRate = self.sampleRate
+                settings.crf = encoding.crf
+                settings.preset = encoding.preset
+                settings.threads = encoding.threads
+                settings.rotationDegrees = rotation
+                writer = try ClipWriter(path: path, settings: settings)
+            }
+            try writer!.writeVideo(frame)
+        }, audio: { samples in
+            // Frame 0 is read before the first audio chunk is cut, so the writer exists.
+            try writer?.writeAudio(samples)
+        })
+        try writer?.finish()
+    }
+}
