@@ -46,4 +46,9 @@ public struct SafeTensorsFile: Sendable {
     }
 
     public func uint8(_ name: String) throws -> [UInt8] { [UInt8](try bytes(name)) }
+
+    public func float32(_ name: String) throws -> [Float] {
+        let b = try bytes(name)
+        return b.withUnsafeBytes { raw in (0..<(b.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
+    }
 }
