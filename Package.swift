@@ -27,13 +27,23 @@ let package = Package(
         /** Keeps FFmpeg's last error log line per thread, so errors can quote FFmpeg's explanation. */
         .target(name: "CFFmpegLog", dependencies: ["CFFmpeg"]),
 
+        /** OpenCV 4 from the system (pkg-config opencv4): flags and libraries for CVision only. */
+        .systemLibrary(name: "COpenCV", pkgConfig: "opencv4", providers: [.apt(["libopencv-dev"])]),
+        /** C API over OpenCV (warps, resizes) and Debian's dlib (HOG face detector, 68-point landmarks;
+            headers in /usr/include; linked by name because dlib-1.pc lists absolute paths SwiftPM refuses). */
+        .target(
+            name: "CVision", dependencies: ["COpenCV"],
+            cxxSettings: [.unsafeFlags(["-std=c++17"])],
+            linkerSettings: [.linkedLibrary("dlib"), .linkedLibrary("lapack"), .linkedLibrary("blas")]
+        ),
+
         // MARK: Core libraries
 
         /** Engine (scheduling, leases, fingerprints), Store (SQLite), Config, Media (owning FFmpeg wrappers). */
         .target(
             name: "PipelineCore",
             dependencies: [
-                "CFFmpeg", "CFFmpegLog",
+                "CFFmpeg", "CFFmpegLog", "CVision",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

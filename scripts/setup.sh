@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-debug}"
 
-packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev)
+packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev
+          libopencv-dev libdlib-dev libdlib-data libblas-dev liblapack-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,135 @@
+// The C boundary over OpenCV and dlib: wraps inputs without copying, catches every exception.
+#include "cvision.h"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <dlib/image_processing.h>
+#include <dlib/image_processing/frontal_face_detector.h>
+#include <dlib/opencv/cv_image.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F> int guarded(F &&body) {
+    try {
+        last_error.clear();
+        body();
+        return 0;
+    } catch (const std::exception &e) {
+        last_error = e.what();
+    } catch (...) {
+        last_error = "unknown C++ exception";
+    }
+    return -1;
+}
+
+cv::Mat wrap(const uint8_t *data, int width, int height, int stride, int channels) {
+    if (!data || width <= 0 || height <= 0 || (channels != 1 && channels != 3)) throw std::invalid_argument("bad image");
+    return cv::Mat(height, width, channels == 3 ? CV_8UC3 : CV_8UC1, const_cast<uint8_t *>(data), size_t(stride));
+}
+} // namespace
+
+struct cvision_face_detector { dlib::frontal_face_detector detector = dlib::get_frontal_face_detector(); };
+struct cvision_shape_predictor { dlib::shape_predictor model; };
+
+extern "C" {
+
+const char *cvision_last_error(void) { return last_error.c_str(); }
+
+int cvision_warp_affine_lanczos(const uint8_t *src, int width, int height, int stride, int channels, const double m[6],
+                                uint8_t *dst, int dst_width, int dst_height, int dst_stride, uint8_t border) {
+    return guarded([&] {
+        cv::Mat in = wrap(src, width, height, stride, channels);
+        cv::Mat out = wrap(dst, dst_width, dst_height, dst_stride, channels);
+        cv::Mat matrix(2, 3, CV_64F, const_cast<double *>(m));
+        cv::warpAffine(in, out, matrix, out.size(), cv::INTER_LANCZOS4, cv::BORDER_CONSTANT, cv::Scalar::all(border));
+        if (out.data != dst) throw std::runtime_error("warpAffine reallocated its output");
+    });
+}
+
+int cvision_resize(const uint8_t *src, int width, int height, int stride, int channels, uint8_t *dst, int dst_width,
+                   int dst_height, int dst_stride, int interpolation) {
+    return guarded([&] {
+        cv::Mat in = wrap(src, width, height, stride, channels);
+        cv::Mat out = wrap(dst, dst_width, dst_height, dst_stride, channels);
+        cv::resize(in, out, out.size(), 0, 0, interpolation);
+        if (out.data != dst) throw std::runtime_error("resize reallocated its output");
+    });
+}
+
+cvision_face_detector *cvision_face_detector_create(void) {
+    cvision_face_detector *d = nullptr;
+    guarded([&] { d = new cvision_face_detector(); });
+    return d;
+}
+
+void cvision_face_detector_destroy(cvision_face_detector *detector) { delete detector; }
+
+int cvision_detect_faces(cvision_face_detector *detector, const uint8_t *rgb, int width, int height, int stride,
+                         int upsample, cvision_rect *out, int capacity, int *count) {
+    return guarded([&] {
+        if (!detector || !count) throw std::invalid_argument("null detector or count");
+        cv::Mat mat = wrap(rgb, width, height, stride, 3);
+        dlib::cv_image<dlib::rgb_pixel> image(mat);
+        std::vector<dlib::rect_detection> found;
+        if (upsample > 0) {
+            dlib::array2d<dlib::rgb_pixel> big;
+            dlib::assign_image(big, image);
+            for (int i = 0; i < upsample; ++i) dlib::pyramid_up(big);
+            detector->detector(big, found);
+            const double s = double(1 << upsample);
+            for (auto &d : found)
+                d.rect = dlib::rectangle(long(d.rect.left() / s), long(d.rect.top() / s), long(d.rect.right() / s), long(d.rect.bottom() / s));
+        } else {
+            detector->detector(image, found);
+        }
+        std::sort(found.begin(), found.end(), [](auto &a, auto &b) { return a.detection_confidence > b.detection_confidence; });
+        *count = int(found.size());
+        for (int i = 0; i < std::min(capacity, int(found.size())); ++i) {
+            const auto &r = found[i].rect;
+            out[i] = cvision_rect{int32_t(r.left()), int32_t(r.top()), int32_t(r.right()), int32_t(r.bottom()), found[i].detection_confidence};
+        }
+    });
+}
+
+cvision_shape_predictor *cvision_shape_predictor_load(const char *path) {
+    cvision_shape_predictor *p = nullptr;
+    guarded([&] {
+        auto *model = new cvision_shape_predictor();
+        try {
+            dlib::deserialize(path) >> model->model;
+        } catch (...) {
+            delete model;
+            throw;
+        }
+        p = model;
+    });
+    return p;
+}
+
+void cvision_shape_predictor_destroy(cvision_shape_predictor *predictor) { delete predictor; }
+
+int cvision_shape_predictor_parts(const cvision_shape_predictor *predictor) {
+    return predictor ? int(predictor->model.num_parts()) : 0;
+}
+
+int cvision_predict_landmarks(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height, int stride,
+                              cvision_rect rect, float *out, int capacity) {
+    return guarded([&] {
+        if (!predictor || !out) throw std::invalid_argument("null predictor or output");
+        cv::Mat mat = wrap(rgb, width, height, stride, 3);
+        dlib::cv_image<dlib::rgb_pixel> image(mat);
+        dlib::full_object_detection shape = predictor->model(image, dlib::rectangle(rect.left, rect.top, rect.right, rect.bottom));
+        if (capacity < int(shape.num_parts()) * 2) throw std::invalid_argument("landmark buffer too small");
+        for (unsigned long i = 0; i < shape.num_parts(); ++i) {
+            out[2 * i] = float(shape.part(i).x());
+            out[2 * i + 1] = float(shape.part(i).y());
+        }
+    });
+}
+
+} // extern "C"

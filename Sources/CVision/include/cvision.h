@@ -1,0 +1,52 @@
+// CVision: a small C API over OpenCV 4 (warps, resizes) and dlib (HOG face detector, 68-point
+// shape predictor). Every function returns 0 on success or -1 with a message readable through
+// cvision_last_error() on the same thread; no C++ exception crosses this boundary.
+#ifndef PIPELINED_CVISION_H
+#define PIPELINED_CVISION_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The calling thread's last error message ("" if none).
+const char *cvision_last_error(void);
+
+/// cv::warpAffine(src, dst, M, (dw, dh), INTER_LANCZOS4, BORDER_CONSTANT, (border,)*channels):
+/// `m` is the 2×3 source→destination matrix, row-major. Packed 8-bit images, `channels` 1 or 3.
+int cvision_warp_affine_lanczos(const uint8_t *src, int width, int height, int stride, int channels,
+                                const double m[6], uint8_t *dst, int dst_width, int dst_height, int dst_stride,
+                                uint8_t border);
+
+/// cv::resize(src, dst, (dw, dh), 0, 0, interpolation) with OpenCV's codes (1 = INTER_LINEAR,
+/// 3 = INTER_AREA, 4 = INTER_LANCZOS4).
+int cvision_resize(const uint8_t *src, int width, int height, int stride, int channels,
+                   uint8_t *dst, int dst_width, int dst_height, int dst_stride, int interpolation);
+
+typedef struct { int32_t left, top, right, bottom; double score; } cvision_rect;
+
+typedef struct cvision_face_detector cvision_face_detector;
+/// dlib's HOG frontal face detector (get_frontal_face_detector). One per thread.
+cvision_face_detector *cvision_face_detector_create(void);
+void cvision_face_detector_destroy(cvision_face_detector *detector);
+/// Detects faces in a packed RGB image, upsampling `upsample` times first (0 = none). Writes up to
+/// `capacity` rectangles (largest detector score first) and the number found to `count`.
+int cvision_detect_faces(cvision_face_detector *detector, const uint8_t *rgb, int width, int height, int stride,
+                         int upsample, cvision_rect *out, int capacity, int *count);
+
+typedef struct cvision_shape_predictor cvision_shape_predictor;
+/// Loads a dlib shape predictor (e.g. Debian's shape_predictor_68_face_landmarks.dat). NULL on error.
+cvision_shape_predictor *cvision_shape_predictor_load(const char *path);
+void cvision_shape_predictor_destroy(cvision_shape_predictor *predictor);
+/// Number of landmarks the model produces (68 for the iBUG model).
+int cvision_shape_predictor_parts(const cvision_shape_predictor *predictor);
+/// Landmarks inside `rect` of a packed RGB image, as x0, y0, x1, y1, … (2 × parts floats).
+/// Safe to call from several threads on one predictor.
+int cvision_predict_landmarks(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height,
+                              int stride, cvision_rect rect, float *out, int capacity);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

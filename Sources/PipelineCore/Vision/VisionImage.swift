@@ -1,0 +1,69 @@
+import CVision
+import Foundation
+
+/// A packed 8-bit RGB image (stride = width × 3).
+public struct RGBImage: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3, "RGB image of \(width)×\(height) needs \(width * height * 3) bytes")
+        self.width = width; self.height = height; self.pixels = pixels
+    }
+
+    public init(width: Int, height: Int, fill: UInt8 = 0) {
+        self.init(width: width, height: height, pixels: [UInt8](repeating: fill, count: width * height * 3))
+    }
+
+    /// `cv2.warpAffine(self, matrix, (width, height), INTER_LANCZOS4, BORDER_CONSTANT, border)`.
+    public func warpedLanczos(_ matrix: AffineMatrix, width: Int, height: Int, border: UInt8 = 127) throws -> RGBImage {
+        var out = RGBImage(width: width, height: height)
+        let m = matrix.values
+        let status = pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                m.withUnsafeBufferPointer { mp in
+                    cvision_warp_affine_lanczos(src.baseAddress, Int32(self.width), Int32(self.height), Int32(self.width * 3), 3,
+                                                mp.baseAddress, dst.baseAddress, Int32(width), Int32(height), Int32(width * 3), border)
+                }
+            }
+        }
+        try VisionError.check(status, "warpAffine")
+        return out
+    }
+
+    /// `cv2.resize(self, (width, height), interpolation)`.
+    public func resized(width: Int, height: Int, interpolation: Interpolation) throws -> RGBImage {
+        var out = RGBImage(width: width, height: height)
+        let status = pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                cvision_resize(src.baseAddress, Int32(self.width), Int32(self.height), Int32(self.width * 3), 3,
+                               dst.baseAddress, Int32(width), Int32(height), Int32(width * 3), interpolation.rawValue)
+            }
+        }
+        try VisionError.check(status, "resize")
+        return out
+    }
+
+    /// OpenCV's interpolation codes.
+    public enum Interpolation: Int32, Sendable { case linear = 1, area = 3, lanczos4 = 4 }
+}
+
+/// Failures at the CVision boundary, with the operation and OpenCV's or dlib's message.
+public enum VisionError: Error, CustomStringConvertible, Equatable {
+    case operation(String, String)
+    case modelMissing(path: String)
+
+    public var description: String {
+        switch self {
+        case let .operation(name, message): "\(name) failed: \(message)"
+        case let .modelMissing(path):
+            "landmark model \(path) not found; install Debian's libdlib-data (it ships shape_predictor_68_face_landmarks.dat) or set [align] landmark_model"
+        }
+    }
+
+    /// Reads the thread's message in the same synchronous frame as the call that failed.
+    static func check(_ status: Int32, _ name: String) throws {
+        guard status == 0 else { throw VisionError.operation(name, String(cString: cvision_last_error())) }
+    }
+}
