@@ -61,6 +61,16 @@ int cvision_resize(const uint8_t *src, int width, int height, int stride, int ch
     });
 }
 
+int cvision_rotate(const uint8_t *src, int width, int height, int stride, int channels, uint8_t *dst, int dst_stride, int code) {
+    return guarded([&] {
+        cv::Mat in = wrap(src, width, height, stride, channels);
+        const bool swap = code == cv::ROTATE_90_CLOCKWISE || code == cv::ROTATE_90_COUNTERCLOCKWISE;
+        cv::Mat out = wrap(dst, swap ? height : width, swap ? width : height, dst_stride, channels);
+        cv::rotate(in, out, code);
+        if (out.data != dst) throw std::runtime_error("rotate reallocated its output");
+    });
+}
+
 cvision_face_detector *cvision_face_detector_create(void) {
     cvision_face_detector *d = nullptr;
     guarded([&] { d = new cvision_face_detector(); });

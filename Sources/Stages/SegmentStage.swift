@@ -75,10 +75,16 @@ public struct SegmentStage: Stage {
 
     /// `segmented/<dir>/<name>_shot_NNN_MMM.mp4`, as the reference names its pieces.
     public static func materializedPath(source relativePath: String, scene: Int, segment: Int) -> String {
+        clipPath(folder: "segmented", source: relativePath, scene: scene, segment: segment)
+    }
+
+    /// `<folder>/<dir>/<name>_shot_NNN_MMM[suffix].<ext>`: the reference's clip names (shots from
+    /// 001, segments from 000), mirroring the source's sub-folders, for every stage that writes clips.
+    public static func clipPath(folder: String, source relativePath: String, scene: Int, segment: Int, suffix: String = "", extension ext: String = "mp4") -> String {
         let url = URL(fileURLWithPath: relativePath)
         let dir = url.deletingLastPathComponent().relativePath
-        let name = String(format: "%@_shot_%03d_%03d.mp4", url.deletingPathExtension().lastPathComponent, scene + 1, segment)
-        return "segmented/" + (dir == "." || dir.isEmpty ? name : dir + "/" + name)
+        let name = String(format: "%@_shot_%03d_%03d%@.%@", url.deletingPathExtension().lastPathComponent, scene + 1, segment, suffix, ext)
+        return folder + "/" + (dir == "." || dir.isEmpty ? name : dir + "/" + name)
     }
 
     private func materialize(_ clips: [ClipRecord], item: WorkItem, context: StageContext) throws -> [String] {

@@ -58,7 +58,7 @@ import Testing
         #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "clips", "clipSeconds", "stages", "rejections", "failures", "lastRun"])
         #expect(object["schemaVersion"] as? Int == 1)
         let stages = object["stages"] as! [[String: Any]]
-        #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment"])
+        #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment", "align"])
         #expect(Set(stages[0].keys).isSuperset(of: ["stage", "done", "rejected", "failed", "pending", "running", "workSeconds"]))
         #expect(stages[0]["done"] as? Int == 1 && stages[0]["rejected"] as? Int == 1 && stages[1]["done"] as? Int == 1)
         let rejection = (object["rejections"] as! [[String: Any]]).first!
@@ -84,7 +84,7 @@ import Testing
         #expect(r.stderr.contains("unknown key \"normalise\""), "\(r.stderr)")
         let missing = try CLI.run(["run", "--input-dir", root.appendingPathComponent("nope").path, "--output-dir", root.appendingPathComponent("o").path])
         #expect(missing.status == 1 && missing.stderr.contains("does not exist"), "\(missing.stderr)")
-        let until = try CLI.run(["run", "--input-dir", root.path, "--until", "align"])
+        let until = try CLI.run(["run", "--input-dir", root.path, "--until", "aling"])
         #expect(until.status == 64 && until.stderr.contains("unknown stage"), "\(until.stderr)")
         let help = try CLI.run(["--help"])
         #expect(help.stdout.contains("75") && help.stdout.contains("130"), "exit codes are documented in --help")

@@ -24,6 +24,10 @@ int cvision_warp_affine_lanczos(const uint8_t *src, int width, int height, int s
 int cvision_resize(const uint8_t *src, int width, int height, int stride, int channels,
                    uint8_t *dst, int dst_width, int dst_height, int dst_stride, int interpolation);
 
+/// cv::rotate: code 0 = 90° clockwise, 1 = 180°, 2 = 90° counter-clockwise (dst is w×h swapped for 0/2).
+int cvision_rotate(const uint8_t *src, int width, int height, int stride, int channels,
+                   uint8_t *dst, int dst_stride, int code);
+
 typedef struct { int32_t left, top, right, bottom; double score; } cvision_rect;
 
 typedef struct cvision_face_detector cvision_face_detector;

@@ -60,11 +60,24 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var crf = 18
     }
 
+    public struct Align: Sendable, Codable, Equatable {
+        /// Output size: 256 (LatentSync 1.5) or 512 (1.6).
+        public var resolution = 256
+        public var crf = 18
+        public var preset = "veryfast"
+        /// The older reference's smoothing of landmarks and nose bias (per clip). Off by default: it
+        /// lags a moving face by several pixels (measured in AlignStageTests); exact when on.
+        public var smoothing = false
+        public var landmarkModel = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"
+        public var tracker = FaceTracker.Settings()
+    }
+
     public var run = Run()
     public var broken = Broken()
     public var normalize = Normalize()
     public var scenes = Scenes()
     public var segment = Segment()
+    public var align = Align()
 
     public init() {}
 
@@ -106,6 +119,19 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         segment.targetSeconds = try reader.double("segment", "target_seconds", segment.targetSeconds, range: 0.04...3_600)
         segment.materialize = try reader.bool("segment", "materialize", segment.materialize)
         segment.crf = try reader.int("segment", "crf", segment.crf, range: 0...51)
+        align.resolution = try reader.int("align", "resolution", align.resolution, range: 64...2048)
+        guard align.resolution % 2 == 0 else {
+            throw ConfigurationError.outOfRange(file: source, key: "align.resolution", value: "\(align.resolution)", allowed: "even sizes (256, 512)")
+        }
+        align.crf = try reader.int("align", "crf", align.crf, range: 0...51)
+        align.preset = try reader.string("align", "preset", align.preset,
+                                         allowed: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])
+        align.smoothing = try reader.bool("align", "smoothing", align.smoothing)
+        align.landmarkModel = try reader.string("align", "landmark_model", align.landmarkModel, allowed: nil)
+        align.tracker.detectWidth = try reader.int("align", "detect_width", align.tracker.detectWidth, range: 0...8192)
+        align.tracker.redetectEvery = try reader.int("align", "redetect_every", align.tracker.redetectEvery, range: 1...10_000)
+        align.tracker.minFaceWidth = try reader.int("align", "min_face_width", align.tracker.minFaceWidth, range: 1...8192)
+        align.tracker.minFaceHeight = try reader.int("align", "min_face_height", align.tracker.minFaceHeight, range: 1...8192)
         guard segment.minSeconds <= segment.targetSeconds, segment.targetSeconds <= segment.maxSeconds else {
             throw ConfigurationError.outOfRange(file: source, key: "segment.target_seconds", value: "\(segment.targetSeconds)",
                                                 allowed: "min_seconds (\(segment.minSeconds)) ... max_seconds (\(segment.maxSeconds))")
@@ -177,9 +203,10 @@ private struct ConfigReader {
         return b
     }
 
-    mutating func string(_ s: String, _ k: String, _ d: String, allowed: [String]) throws -> String {
+    mutating func string(_ s: String, _ k: String, _ d: String, allowed: [String]?) throws -> String {
         guard let v = try value(s, k) else { return d }
         guard let x = v.string else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "a string") }
+        guard let allowed else { return x }
         guard allowed.contains(x) else { throw ConfigurationError.outOfRange(file: source, key: "\(s).\(k)", value: x, allowed: allowed.joined(separator: "|")) }
         return x
     }

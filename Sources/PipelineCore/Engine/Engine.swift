@@ -121,47 +121,55 @@ public struct Engine: Sendable {
                                    outputDirectory: options.outputDirectory, outputs: outputs,
                                    decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)))
         let planned = plannedStages
-        var previous: (id: String, fingerprint: String)?
-        for (index, (stage, fingerprint)) in planned.enumerated() {
+        var previous: (stage: any Stage, fingerprint: String)?
+        for (stage, fingerprint) in planned {
             if cancellation.isCancelled { break }
             let downstream = stages.map(\.id).drop { $0 != stage.id }.dropFirst()
             let current = try store.currentResults(stage: stage.id)
-            let upstream = try previous.map { try store.currentResults(stage: $0.id) }
-            let eligible = sources.filter { source in
+            let upstream = try previous.map { try store.currentResults(stage: $0.stage.id) }
+            let items: [WorkItem] = try stage.unit == .source
+                ? sources.map { WorkItem(source: $0, sourcePath: path(of: $0)) }
+                : store.clipsOfActiveSources().map { WorkItem(source: $0.source, sourcePath: path(of: $0.source), clip: $0.clip) }
+            let eligible = items.filter { item in
                 guard let previous, let upstream else { return true }
-                let row = upstream["s\(source.id!)"]
+                // The upstream result for this item: its clip's, or its source's for the first clip stage.
+                let key = previous.stage.unit == .clip ? item.itemKey : "s\(item.source.id!)"
+                let row = upstream[key]
                 return row?.state == ItemState.done.rawValue && row?.fingerprint == previous.fingerprint
             }
-            let undecided = eligible.filter { source in
-                guard let row = current["s\(source.id!)"], row.fingerprint == fingerprint else { return true }
+            let undecided = eligible.filter { item in
+                guard let row = current[item.itemKey], row.fingerprint == fingerprint else { return true }
                 return !(row.state == ItemState.done.rawValue || row.state == ItemState.rejected.rawValue
                          || (row.state == ItemState.failed.rawValue && row.attempts >= configuration.run.maxAttempts))
             }
             // Items whose last run died while working on them go last: the rest of the dataset
             // progresses, and a file that crashes the process ends up alone, where it can be blamed.
-            let interrupted = undecided.filter { current["s\($0.id!)"]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) == true }
-            let toDo = undecided.filter { current["s\($0.id!)"]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true } + interrupted
+            let interrupted = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) == true }
+            let toDo = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true } + interrupted
             reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - toDo.count, toDo: toDo.count))
             let counts = try await execute(stage, fingerprint: fingerprint, items: toDo, runId: runId, context: context, downstream: Array(downstream))
             summary.counts[stage.id] = counts
             reporter.report(.stageFinished(stage: stage.id))
-            previous = (stage.id, fingerprint)
-            _ = index
+            previous = (stage, fingerprint)
         }
         summary.interrupted = cancellation.isCancelled
         try store.finishRun(id: runId, status: summary.interrupted ? "interrupted" : "finished", counts: metricsJSON(summary.counts))
         return summary
     }
 
+    private func path(of source: SourceRecord) -> String {
+        options.inputDirectory.appendingPathComponent(source.relativePath).path
+    }
+
     /// Runs `stage` over `items`, at most `jobs` at once, each on its own thread.
-    private func execute(_ stage: any Stage, fingerprint: String, items: [SourceRecord], runId: Int64,
+    private func execute(_ stage: any Stage, fingerprint: String, items: [WorkItem], runId: Int64,
                          context: StageContext, downstream: [String]) async throws -> [String: Int] {
         var counts: [String: Int] = [:]
         var iterator = items.makeIterator()
         try await withThrowingTaskGroup(of: ItemState?.self) { group in
             func startNext() -> Bool {
-                guard !cancellation.isCancelled, let source = iterator.next() else { return false }
-                group.addTask { try await process(stage, fingerprint: fingerprint, source: source, runId: runId, context: context, downstream: downstream) }
+                guard !cancellation.isCancelled, let item = iterator.next() else { return false }
+                group.addTask { try await process(stage, fingerprint: fingerprint, item: item, runId: runId, context: context, downstream: downstream) }
                 return true
             }
             for _ in 0..<max(1, options.jobs) where !startNext() { break }
@@ -173,10 +181,9 @@ public struct Engine: Sendable {
         return counts
     }
 
-    private func process(_ stage: any Stage, fingerprint: String, source: SourceRecord, runId: Int64,
+    private func process(_ stage: any Stage, fingerprint: String, item: WorkItem, runId: Int64,
                          context: StageContext, downstream: [String]) async throws -> ItemState? {
-        let item = WorkItem(source: source, sourcePath: options.inputDirectory.appendingPathComponent(source.relativePath).path)
-        guard let claim = try store.claimWork(stage: stage.id, sourceId: source.id!, itemKey: item.itemKey, fingerprint: fingerprint,
+        guard let claim = try store.claimWork(stage: stage.id, sourceId: item.source.id!, clipId: item.clip?.id, itemKey: item.itemKey, fingerprint: fingerprint,
                                               run: runId, maxAttempts: configuration.run.maxAttempts) else { return nil }
         trace(stage.id, item.itemKey, fingerprint)
         let started = Date()
@@ -201,7 +208,7 @@ public struct Engine: Sendable {
                                        nextAttemptAt: Date().addingTimeInterval(backoff))
         }
         try store.recordOutcome(claim, recorded, downstreamStages: downstream)
-        reporter.report(.itemFinished(stage: stage.id, item: source.relativePath, state: recorded.state, reason: recorded.reason, seconds: seconds))
+        reporter.report(.itemFinished(stage: stage.id, item: item.name, state: recorded.state, reason: recorded.reason, seconds: seconds))
         return recorded.state
     }
 

@@ -17,21 +17,43 @@ public struct OutputFiles: Sendable {
 
     /// Produces `relativePath` through `write`, which receives the temporary path to fill.
     public func publish(_ relativePath: String, write: (String) throws -> Void) throws {
+        let pending = try prepare(relativePath)
+        do {
+            try write(pending.temporaryPath)
+            try pending.commit()
+        } catch {
+            pending.discard()
+            throw error
+        }
+    }
+
+    /// A temporary beside `relativePath`'s destination, for writers that fill it over time; call
+    /// `commit()` once it is complete, or `discard()`.
+    public func prepare(_ relativePath: String) throws -> PendingFile {
         let destination = root.appendingPathComponent(relativePath)
         let directory = destination.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let temporary = directory.appendingPathComponent(".\(destination.lastPathComponent)\(Self.temporaryMarker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        do {
-            try write(temporary.path)
-            try Self.fsync(path: temporary.path, directory: false)
-            guard rename(temporary.path, destination.path) == 0 else {
+        return PendingFile(temporaryPath: temporary.path, destination: destination)
+    }
+
+    /// A file being written under a temporary name.
+    public struct PendingFile: Sendable {
+        public let temporaryPath: String
+        public let destination: URL
+
+        /// fsync, rename into place (at `destination`, or another name in the same folder), fsync the directory.
+        public func commit(as other: URL? = nil) throws {
+            let destination = other ?? self.destination
+            precondition(destination.deletingLastPathComponent() == self.destination.deletingLastPathComponent(), "a rename stays in its folder")
+            try OutputFiles.fsync(path: temporaryPath, directory: false)
+            guard rename(temporaryPath, destination.path) == 0 else {
                 throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: destination.path, NSLocalizedDescriptionKey: String(cString: strerror(errno))])
             }
-            try Self.fsync(path: directory.path, directory: true)
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
+            try OutputFiles.fsync(path: destination.deletingLastPathComponent().path, directory: true)
         }
+
+        public func discard() { try? FileManager.default.removeItem(atPath: temporaryPath) }
     }
 
     /// Deletes temporaries left by runs that died (call only while holding the run lock).

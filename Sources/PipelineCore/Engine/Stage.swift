@@ -31,7 +31,16 @@ public struct WorkItem: Sendable {
     public var source: SourceRecord
     /// Absolute path of the source file.
     public var sourcePath: String
-    public var itemKey: String { "s\(source.id!)" }
+    /// The clip, for stages whose unit is `.clip`.
+    public var clip: ClipRecord?
+    public var itemKey: String { clip.map { "c\($0.id!)" } ?? "s\(source.id!)" }
+    /// How the item reads in messages: the source path, plus the clip's scene/segment.
+    public var name: String {
+        clip.map { "\(source.relativePath) scene \($0.sceneIndex + 1) segment \($0.segmentIndex)" } ?? source.relativePath
+    }
+    public init(source: SourceRecord, sourcePath: String, clip: ClipRecord? = nil) {
+        self.source = source; self.sourcePath = sourcePath; self.clip = clip
+    }
 }
 
 /// What a stage may read while it runs.

@@ -221,9 +221,16 @@ public struct PipelineStore: Sendable {
                                arguments: [update.probe, update.durationSeconds, row.sourceId])
             }
             if outcome.state != .done, !downstreamStages.isEmpty {
-                // Later stages' results were built on a decision that no longer holds.
-                try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(downstreamStages.map { _ in "?" }.joined(separator: ",")))",
-                               arguments: StatementArguments([row.sourceId] + downstreamStages))
+                // Later stages' results were built on a decision that no longer holds: the clip's
+                // own for a clip stage, every clip's and the source's for a source stage.
+                let marks = downstreamStages.map { _ in "?" }.joined(separator: ",")
+                if let clipId = row.clipId {
+                    try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE clipId = ? AND stage IN (\(marks))",
+                                   arguments: StatementArguments([clipId] + downstreamStages))
+                } else {
+                    try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(marks))",
+                                   arguments: StatementArguments([row.sourceId] + downstreamStages))
+                }
             }
         }
     }
@@ -243,6 +250,15 @@ public struct PipelineStore: Sendable {
             try plan.insert(db)
         }
         for old in byKey.values { _ = try old.delete(db) }
+    }
+
+    /// Every clip of every source still in the input directory, with its source.
+    public func clipsOfActiveSources() throws -> [(source: SourceRecord, clip: ClipRecord)] {
+        try writer.read { db in
+            let sources = Dictionary(uniqueKeysWithValues: try SourceRecord.filter(Column("goneAt") == nil).fetchAll(db).map { ($0.id!, $0) })
+            return try ClipRecord.order(Column("sourceId"), Column("sceneIndex"), Column("segmentIndex")).fetchAll(db)
+                .compactMap { clip in sources[clip.sourceId].map { ($0, clip) } }
+        }
     }
 
     public func clips(sourceId: Int64) throws -> [ClipRecord] {

@@ -49,8 +49,8 @@ public struct StatusReport: Codable, Sendable {
     public var failures: [Failure] = []
     public var lastRun: LastRun?
 
-    /// - Parameter stageOrder: stage ids in pipeline order (pending counts follow the chain).
-    public static func load(from store: PipelineStore, stageOrder: [String], maxAttempts: Int, timelineRate: Int = 25) throws -> StatusReport {
+    /// - Parameter stages: stage ids and units in pipeline order (pending counts follow the chain).
+    public static func load(from store: PipelineStore, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int, timelineRate: Int = 25) throws -> StatusReport {
         try store.writer.read { db in
             var report = StatusReport(database: store.path ?? ":memory:")
             report.activeSources = try SourceRecord.filter(Column("goneAt") == nil).fetchCount(db)
@@ -62,8 +62,22 @@ public struct StatusReport: Codable, Sendable {
             report.clipSeconds = Double(clipRow["frames"] as Int) / Double(timelineRate)
             let activeIds = Set(try Int64.fetchAll(db, sql: "SELECT id FROM source WHERE goneAt IS NULL"))
             let names = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, relativePath FROM source").map { ($0["id"] as Int64, $0["relativePath"] as String) })
+            let clipNames = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+                SELECT c.id, s.relativePath, c.sceneIndex, c.segmentIndex FROM clip c JOIN source s ON s.id = c.sourceId
+                """).map { ($0["id"] as Int64, "\($0["relativePath"] as String) scene \(($0["sceneIndex"] as Int) + 1) segment \($0["segmentIndex"] as Int)") })
+            func name(_ row: StageResultRecord) -> String { row.clipId.flatMap { clipNames[$0] } ?? names[row.sourceId] ?? row.itemKey }
             var eligible = activeIds.count
-            for stage in stageOrder {
+            var previous: (id: String, unit: WorkUnit)?
+            for (stage, unit) in stageOrder {
+                if unit == .clip, let previous, previous.unit == .source {
+                    // The first clip stage sees every clip of the sources the last source stage passed.
+                    eligible = try Int.fetchOne(db, sql: """
+                        SELECT COUNT(*) FROM clip c JOIN source s ON s.id = c.sourceId
+                        JOIN stageResult r ON r.sourceId = c.sourceId AND r.stage = ? AND r.superseded = 0 AND r.state = 'done'
+                        WHERE s.goneAt IS NULL
+                        """, arguments: [previous.id]) ?? 0
+                }
+                previous = (stage, unit)
                 let rows = try StageResultRecord.filter(Column("stage") == stage && Column("superseded") == false).fetchAll(db)
                     .filter { activeIds.contains($0.sourceId) }
                 var counts = StageCounts(stage: stage)
@@ -77,7 +91,7 @@ public struct StatusReport: Codable, Sendable {
                     }
                     counts.workSeconds += row.seconds ?? 0
                     if row.state == ItemState.failed.rawValue {
-                        report.failures.append(Failure(stage: stage, item: names[row.sourceId] ?? row.itemKey, reason: row.reason ?? "",
+                        report.failures.append(Failure(stage: stage, item: name(row), reason: row.reason ?? "",
                                                        attempts: row.attempts, final: row.attempts >= maxAttempts))
                     }
                 }
@@ -93,7 +107,7 @@ public struct StatusReport: Codable, Sendable {
                     let key = Self.reasonClass(reason)
                     var group = groups[key] ?? Rejection(stage: stage, reason: key, count: 0, examples: [])
                     group.count += 1
-                    if group.examples.count < 3 { group.examples.append(Example(item: names[row.sourceId] ?? row.itemKey, reason: reason)) }
+                    if group.examples.count < 3 { group.examples.append(Example(item: name(row), reason: reason)) }
                     groups[key] = group
                 }
                 report.rejections += groups.values.sorted { ($0.count, $1.reason) > ($1.count, $0.reason) }

@@ -31,26 +31,25 @@ public protocol FaceLandmarkDetector {
 public final class DlibFaceLandmarkDetector: FaceLandmarkDetector {
     public static let defaultModelPath = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"
 
-    private let detector: OpaquePointer
+    private let detector: PooledDetector
     private let model: SharedShapePredictor
     /// Times the image is doubled before detection (finds faces under ~80 px; 4× slower per step).
     public let upsample: Int
 
     public init(modelPath: String = defaultModelPath, upsample: Int = 0) throws {
         model = try SharedShapePredictor.load(modelPath)
-        guard let d = cvision_face_detector_create() else { throw VisionError.operation("face detector", String(cString: cvision_last_error())) }
-        detector = d
+        detector = try PooledDetector.take()
         self.upsample = upsample
     }
 
-    deinit { cvision_face_detector_destroy(detector) }
+    deinit { PooledDetector.give(detector) }
 
     public func detectFaces(in image: RGBImage) throws -> [FaceBox] {
         var rects = [cvision_rect](repeating: cvision_rect(), count: 32)
         var count: Int32 = 0
         let status = image.pixels.withUnsafeBufferPointer { px in
             rects.withUnsafeMutableBufferPointer { out in
-                cvision_detect_faces(detector, px.baseAddress, Int32(image.width), Int32(image.height), Int32(image.width * 3),
+                cvision_detect_faces(detector.pointer, px.baseAddress, Int32(image.width), Int32(image.height), Int32(image.width * 3),
                                      Int32(upsample), out.baseAddress, Int32(out.count), &count)
             }
         }
@@ -72,6 +71,27 @@ public final class DlibFaceLandmarkDetector: FaceLandmarkDetector {
         try VisionError.check(status, "landmarks")
         return stride(from: 0, to: out.count, by: 2).map { Point2(Double(out[$0]), Double(out[$0 + 1])) }
     }
+}
+
+/// dlib's HOG detectors, kept for reuse: building one decompresses its model (a measurable share of
+/// a short clip's alignment), and one may be used by one thread at a time.
+final class PooledDetector: @unchecked Sendable {
+    // @unchecked: a detector is handed to one owner at a time through the locked pool.
+    let pointer: OpaquePointer
+    private init(_ p: OpaquePointer) { pointer = p }
+
+    nonisolated(unsafe) private static var idle: [PooledDetector] = []
+    private static let lock = NSLock()
+
+    static func take() throws -> PooledDetector {
+        lock.lock()
+        if let d = idle.popLast() { lock.unlock(); return d }
+        lock.unlock()
+        guard let p = cvision_face_detector_create() else { throw VisionError.operation("face detector", String(cString: cvision_last_error())) }
+        return PooledDetector(p)
+    }
+
+    static func give(_ d: PooledDetector) { lock.lock(); idle.append(d); lock.unlock() }
 }
 
 /// One loaded shape predictor per model file for the whole process (the file is ~100 MB and takes

@@ -45,6 +45,21 @@ public struct RGBImage: Sendable, Equatable {
         return out
     }
 
+    /// The image turned `degrees` clockwise (0, 90, 180 or 270).
+    public func rotated(clockwise degrees: Int) throws -> RGBImage {
+        let d = ((degrees % 360) + 360) % 360
+        guard d != 0 else { return self }
+        let code: Int32 = d == 90 ? 0 : (d == 180 ? 1 : 2)
+        var out = d == 180 ? RGBImage(width: width, height: height) : RGBImage(width: height, height: width)
+        let status = pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                cvision_rotate(src.baseAddress, Int32(self.width), Int32(self.height), Int32(self.width * 3), 3, dst.baseAddress, Int32(out.width * 3), code)
+            }
+        }
+        try VisionError.check(status, "rotate")
+        return out
+    }
+
     /// OpenCV's interpolation codes.
     public enum Interpolation: Int32, Sendable { case linear = 1, area = 3, lanczos4 = 4 }
 }

@@ -24,7 +24,7 @@ extension Pipelined {
             }
             let report: StatusReport
             do {
-                report = try StatusReport.load(from: PipelineStore(path: path), stageOrder: StageRegistry.order,
+                report = try StatusReport.load(from: PipelineStore(path: path), stages: StageRegistry.units,
                                                maxAttempts: PipelineConfiguration().run.maxAttempts)
             } catch { throw fail(error) }
             if json {

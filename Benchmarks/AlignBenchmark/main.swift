@@ -1,0 +1,51 @@
+// Stage 5 throughput on 720p talking-face clips: aligned output frames per second (all cores and
+// per core) and the share of time in decoding, detection, landmarks, warp and encoding.
+//
+//   swift run -c release AlignBenchmark [clips] [resolution]
+//
+// Generates `clips` (default 4) 10 s 1280×720 clips of a moving face (the astronaut photo of
+// golden/affine, face about 300 px high), runs stages 1–4, then times stage 5 alone with --jobs = cores.
+import Foundation
+import PipelineCore
+import PipelineTestSupport
+import Stages
+
+struct Silent: ProgressReporter { func report(_ event: ProgressEvent) {} }
+
+let clips = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1])! : 4
+let resolution = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2])! : 256
+let cores = ProcessInfo.processInfo.activeProcessorCount
+let input = FileManager.default.temporaryDirectory.appendingPathComponent("pipelined-align-bench")
+try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+for i in 0..<clips where !FileManager.default.fileExists(atPath: input.appendingPathComponent("face\(i).mp4").path) {
+    try FaceClips.write(input.appendingPathComponent("face\(i).mp4"), frames: 250, canvas: (1280, 720), scale: 3.2, amplitude: 1 + Double(i) * 0.1)
+}
+let c: PipelineConfiguration = {
+    var c = PipelineConfiguration()
+    c.broken.minDurationSeconds = 1
+    c.align.resolution = resolution
+    return c
+}()
+let out = FileManager.default.temporaryDirectory.appendingPathComponent("pipelined-align-bench-out-\(UUID().uuidString)")
+defer { try? FileManager.default.removeItem(at: out) }
+let store = try PipelineStore(path: out.appendingPathComponent("pipelined.sqlite").path)
+func engine(until: String) -> Engine {
+    Engine(store: store, configuration: c, stages: StageRegistry.stages(for: c),
+           options: EngineOptions(inputDirectory: input, outputDirectory: out, jobs: cores, until: until, version: "bench"), reporter: Silent())
+}
+_ = try await engine(until: "segment").run()
+let start = Date()
+let summary = try await engine(until: "align").run()
+let wall = Date().timeIntervalSince(start)
+
+var frames = 0
+var shares: [String: Double] = [:]
+for row in try store.currentResults(stage: "align").values where row.state == "done" {
+    let m = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
+    frames += (m["pieces"] as! [[String: Any]]).reduce(0) { let f = $1["frames"] as! [Int]; return $0 + f[1] - f[0] }
+    for (k, v) in m["seconds"] as! [String: Double] { shares[k, default: 0] += v }
+}
+let total = shares.values.reduce(0, +)
+print("align \(resolution): \(summary.counts["align"] ?? [:]) clips, \(frames) aligned frames in \(String(format: "%.2f", wall)) s on \(cores) cores")
+print(String(format: "aligned frames/s: %.1f (all cores), %.1f per core", Double(frames) / wall, Double(frames) / wall / Double(cores)))
+print("time shares (of per-item work):", shares.sorted { $0.key < $1.key }.map { String(format: "%@ %.0f%%", $0.key, 100 * $0.value / total) }.joined(separator: ", "))

@@ -1,0 +1,46 @@
+import Foundation
+import PipelineCore
+
+/// Talking-face stand-ins with known motion: a real face photo (the astronaut of `golden/affine`,
+/// scikit-image's, public domain) placed on a canvas by a known similarity transform per frame.
+public enum FaceClips {
+    public static func astronaut() throws -> RGBImage {
+        let g = try SafeTensorsFile(contentsOf: Golden.directory.appendingPathComponent("affine/affine.safetensors"))
+        return RGBImage(width: 512, height: 512, pixels: try g.uint8("image_rgb"))
+    }
+
+    /// The photo → canvas transform of frame `t`: the face (around photo point (250, 200)) scaled by
+    /// `scale`, drifting, turning and zooming slowly (`amplitude` 0 keeps it still).
+    public static func motion(_ t: Int, canvas: (Int, Int), scale: Double, amplitude: Double) -> AffineMatrix {
+        let s = scale * (1 + 0.06 * amplitude * sin(Double(t) * 2 * .pi / 140))
+        let angle = amplitude * 4 * .pi / 180 * sin(Double(t) * 2 * .pi / 110)
+        let tx = Double(canvas.0) / 2 + amplitude * 25 * sin(Double(t) * 2 * .pi / 125)
+        let ty = Double(canvas.1) / 2 + amplitude * 12 * cos(Double(t) * 2 * .pi / 95)
+        let c = s * cos(angle), n = s * sin(angle)
+        // p' = s·R·(p − face) + (tx, ty)
+        return AffineMatrix(c, -n, tx - (c * 250 - n * 200), n, c, ty - (n * 250 + c * 200))
+    }
+
+    /// Frame `t` of a clip (without a gap).
+    public static func render(_ t: Int, photo: RGBImage, canvas: (Int, Int) = (640, 480), scale: Double = 1.6, amplitude: Double = 1) throws -> RGBImage {
+        try photo.warpedLanczos(motion(t, canvas: canvas, scale: scale, amplitude: amplitude), width: canvas.0, height: canvas.1, border: 60)
+    }
+
+    /// Writes a 25 fps clip of `frames` frames with a tone; frames in `gap` show no face.
+    public static func write(_ url: URL, frames: Int, canvas: (Int, Int) = (640, 480), scale: Double = 1.6,
+                             amplitude: Double = 1, gap: Range<Int>? = nil) throws {
+        let photo = try astronaut()
+        var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
+        settings.crf = 14
+        settings.preset = "ultrafast"
+        let writer = try ClipWriter(path: url.path, settings: settings)
+        for t in 0..<frames {
+            let image = gap?.contains(t) == true
+                ? RGBImage(width: canvas.0, height: canvas.1, fill: 96)
+                : try render(t, photo: photo, canvas: canvas, scale: scale, amplitude: amplitude)
+            try writer.writeVideo(Frame(rgb: image))
+            try writer.writeAudio((0..<640).map { Float(0.3 * sin(Double(t * 640 + $0) * 2 * .pi * 220 / 16_000)) })
+        }
+        try writer.finish()
+    }
+}

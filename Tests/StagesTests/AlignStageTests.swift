@@ -1,0 +1,107 @@
+import Foundation
+import PipelineCore
+import PipelineTestSupport
+import Stages
+import Testing
+
+/// Stage 5 end to end on face clips with known motion.
+@Suite(.serialized) struct AlignStageTests {
+    struct Result { let store: PipelineStore; let root: URL; let out: URL }
+
+    /// Runs stages 1–5 on one generated face clip (scene/segment limits sized for short clips).
+    static func align(frames: Int, resolution: Int, amplitude: Double = 1, gap: Range<Int>? = nil, smoothing: Bool) async throws -> Result {
+        let root = try Fixtures.temporaryDirectory("align")
+        let input = root.appendingPathComponent("raw")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        try FaceClips.write(input.appendingPathComponent("face.mp4"), frames: frames, amplitude: amplitude, gap: gap)
+        var c = PipelineConfiguration()
+        c.broken.minDurationSeconds = 1
+        c.segment.minSeconds = 2; c.segment.targetSeconds = 10; c.segment.maxSeconds = 20
+        c.align.resolution = resolution
+        c.align.smoothing = smoothing
+        c.scenes.detector = "content"; c.scenes.threshold = 255 // one scene: the gap must not cut it
+        let out = root.appendingPathComponent("out")
+        let store = try PipelineStore(path: out.appendingPathComponent("pipelined.sqlite").path)
+        let engine = Engine(store: store, configuration: c, stages: StageRegistry.stages(for: c),
+                            options: EngineOptions(inputDirectory: input, outputDirectory: out, jobs: 2, version: "test"), reporter: RecordingReporter())
+        let summary = try await engine.run()
+        #expect(summary.failed == 0, "\(summary.counts)")
+        return Result(store: store, root: root, out: out)
+    }
+
+    static func alignMetrics(_ r: Result) throws -> (state: String, reason: String?, pieces: [[String: Any]]) {
+        let row = try #require(try r.store.currentResults(stage: "align").values.first)
+        let metrics = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
+        return (row.state, row.reason, metrics["pieces"] as! [[String: Any]])
+    }
+
+    /// The fraction of frames whose true alignment points land within 2 px (at 256) of where the
+    /// template puts them: the exact similarity fit on that frame's true points (three points do not
+    /// fit the template's triangle exactly; that residual is the face's, the same in every frame).
+    static func accuracy(_ r: Result, resolution: Int) throws -> Double {
+        let piece = try #require(try alignMetrics(r).pieces.first)
+        let sidecar = try AlignedLandmarks(serialized: Data(contentsOf: r.out.appendingPathComponent(piece["landmarks"] as! String)))
+        let template = AlignmentTemplate(resolution: resolution)
+        // Ground truth: the face's points as dlib fits them at this scale (on frame 0), taken back into
+        // the photo through frame 0's known motion; every frame's truth is those moved by its motion.
+        let photo = try FaceClips.astronaut()
+        let detector = try DlibFaceLandmarkDetector()
+        let first = try FaceClips.render(0, photo: photo)
+        let face = try #require(try detector.detectFaces(in: first).first)
+        let inverse = FaceClips.motion(0, canvas: (640, 480), scale: 1.6, amplitude: 1).inverse
+        let truth = alignmentPoints(try detector.landmarks(in: first, box: face), float32Mean: true).map(inverse.apply)
+        var worst: [Double] = []
+        var within = 0
+        for (t, matrix) in sidecar.matrices.enumerated() {
+            let motion = FaceClips.motion(t, canvas: (640, 480), scale: 1.6, amplitude: 1)
+            let moved = truth.map(motion.apply)
+            let ideal = similarityTransform(from: moved, to: template.points).matrix
+            let errors = moved.map { p -> Double in
+                let out = template.toOutput(matrix.apply(p)), want = template.toOutput(ideal.apply(p))
+                return hypot(out.x - want.x, out.y - want.y) * 256 / Double(resolution)
+            }
+            if errors.max()! <= 2 { within += 1 }
+            worst.append(errors.max()!)
+        }
+        print("alignment error at \(resolution) (256-scale px): median \(worst.sorted()[worst.count / 2]), max \(worst.max()!)")
+        return Double(within) / Double(sidecar.matrices.count)
+    }
+
+    @Test(arguments: [256, 512])
+    func movingFaceStaysOnTheTemplate(resolution: Int) async throws {
+        let r = try await Self.align(frames: 125, resolution: resolution, smoothing: false)
+        defer { try? FileManager.default.removeItem(at: r.root) }
+        let (state, reason, pieces) = try Self.alignMetrics(r)
+        #expect(state == "done", "\(reason ?? "")")
+        #expect(pieces.count == 1)
+        let video = r.out.appendingPathComponent(pieces[0]["video"] as! String)
+        let report = try ScanPass().run(path: video.path)
+        let stream = try #require(report.streams.first { $0.kind == .video })
+        #expect(stream.width == resolution && stream.height == resolution && report.videoFrames == 125)
+        #expect(report.streams.first { $0.kind == .audio }?.sampleRate == 16_000)
+        let fraction = try Self.accuracy(r, resolution: resolution)
+        print("align \(resolution): \(Int(fraction * 100)) % of frames within 2 px (at 256 scale)")
+        #expect(fraction >= 0.95)
+    }
+
+    @Test func facelessFramesSplitTheClip() async throws {
+        let r = try await Self.align(frames: 150, resolution: 256, gap: 60..<90, smoothing: true)
+        defer { try? FileManager.default.removeItem(at: r.root) }
+        let (state, _, pieces) = try Self.alignMetrics(r)
+        #expect(state == "done")
+        #expect(pieces.map { $0["frames"] as! [Int] } == [[0, 60], [90, 150]])
+        #expect(pieces.map { ($0["video"] as! String).hasSuffix("_p0.mp4") || ($0["video"] as! String).hasSuffix("_p1.mp4") } == [true, true])
+        for piece in pieces {
+            let frames = piece["frames"] as! [Int]
+            #expect(try ScanPass().run(path: r.out.appendingPathComponent(piece["video"] as! String).path).videoFrames == frames[1] - frames[0])
+        }
+    }
+
+    @Test func aClipWithoutALongEnoughFaceIsRejectedWithItsFrames() async throws {
+        let r = try await Self.align(frames: 100, resolution: 256, gap: 30..<100, smoothing: true)
+        defer { try? FileManager.default.removeItem(at: r.root) }
+        let (state, reason, _) = try Self.alignMetrics(r)
+        #expect(state == "rejected")
+        #expect(reason == "no acceptable face in frames 30–99; face in frames 0–29 only: 1.20 s, minimum 2.00 s", "\(reason ?? "")")
+    }
+}
