@@ -27,6 +27,10 @@ template <typename F> int guarded(F &&body) {
     return -1;
 }
 
+// The pipeline already runs one item per core; OpenCV's own thread pool on top only adds
+// hand-offs for images this small (a 210×280 warp), so its calls stay on the caller's thread.
+const bool single_threaded = [] { cv::setNumThreads(0); return true; }();
+
 cv::Mat wrap(const uint8_t *data, int width, int height, int stride, int channels) {
     if (!data || width <= 0 || height <= 0 || (channels != 1 && channels != 3)) throw std::invalid_argument("bad image");
     return cv::Mat(height, width, channels == 3 ? CV_8UC3 : CV_8UC1, const_cast<uint8_t *>(data), size_t(stride));
