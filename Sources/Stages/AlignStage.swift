@@ -73,6 +73,7 @@ public struct AlignStage: Stage {
         let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
         let tracker = FaceTracker(detector: try DlibFaceLandmarkDetector(modelPath: configuration.landmarkModel), settings: configuration.tracker)
         let template = AlignmentTemplate(resolution: configuration.resolution)
+        let converter = PackedPictureConverter(order: .rgb)
         let samplesPerFrame = normalize.sampleRate / normalize.fps
 
         var timings = Timings()
@@ -89,7 +90,7 @@ public struct AlignStage: Stage {
 
         do {
             try reader.read(frames: clip.startFrame..<clip.endFrame, video: { index, frame in
-                let image = try clock(\.decode) { try frame.rgbImage().rotated(clockwise: rotation) }
+                let image = try clock(\.decode) { try converter.image(of: frame).rotated(clockwise: rotation) }
                 guard let landmarks = try tracker.landmarks(in: image) else {
                     close()
                     if let last = noFace.last, last.upperBound == index { noFace[noFace.count - 1] = last.lowerBound..<(index + 1) } else { noFace.append(index..<(index + 1)) }

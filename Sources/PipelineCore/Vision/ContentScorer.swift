@@ -20,9 +20,7 @@ public final class ContentScorer: TimelineAnalyzer {
     public private(set) var scores: ContentScores = ContentScores()
 
     private var rotation = 0
-    private var converter: OpaquePointer?
-    private var rowConverter: OpaquePointer?
-    private var converterInput: (w: Int32, h: Int32, fmt: Int32)?
+    private let converter = PackedPictureConverter(order: .bgr)
     private var bgr: [UInt8] = []
     private var resized: [UInt8] = []
     private var resizer: LinearResizer?
@@ -34,7 +32,6 @@ public final class ContentScorer: TimelineAnalyzer {
 
     public convenience init(downscale: Int? = nil) { self.init(downscale: downscale, rowSlicing: true) }
     init(downscale: Int?, rowSlicing: Bool) { self.downscale = downscale; self.rowSlicing = rowSlicing }
-    deinit { sws_freeContext(converter); sws_freeContext(rowConverter) }
 
     /// The scorer's settings as they enter stage fingerprints.
     public var fingerprint: String { Fingerprint.of("content-hsv-v1", downscale.map(String.init) ?? "auto") }
@@ -54,11 +51,11 @@ public final class ContentScorer: TimelineAnalyzer {
                 resizer = LinearResizer(sourceWidth: w, height: h, targetWidth: dw, height: dh)
                 resized = [UInt8](repeating: 0, count: dw * dh * 3)
             }
-            try convertToBGR(frame, rows: rowSlicing ? resizer!.neededRows : nil)
+            try converter.convert(frame, into: &bgr, rows: rowSlicing ? resizer!.neededRows : nil)
             bgr.withUnsafeBufferPointer { src in resized.withUnsafeMutableBufferPointer { resizer!.resize(src, into: $0) } }
             count = dw * dh
         } else {
-            try convertToBGR(frame, rows: nil)
+            try converter.convert(frame, into: &bgr)
             count = w * h
         }
         if current.count != count * 3 { current = [UInt8](repeating: 0, count: count * 3) }
@@ -87,53 +84,6 @@ public final class ContentScorer: TimelineAnalyzer {
 
     public func finish(frameCount: Int) throws {}
 
-    /// Slices are bit-exact only for swscale's unscaled 4:2:0 → packed RGB converter.
-    private func sliceable(_ frame: Frame) -> Bool {
-        let format = frame.pixelFormat
-        return format == AV_PIX_FMT_YUV420P || format == AV_PIX_FMT_YUVJ420P
-    }
-
-    /// YUV (or anything) → packed BGR24, as OpenCV's FFmpeg backend converts. With `rows` (4:2:0
-    /// input only), only the 2-row bands holding those rows are converted, each as a 2-row image
-    /// of its own: swscale's unscaled 4:2:0 → BGR24 converter works on row pairs that share one
-    /// chroma row, so every converted row is bit-identical to a whole-frame conversion.
-    private func convertToBGR(_ frame: Frame, rows: [Int]?) throws {
-        let f = frame.pointer.pointee
-        if converterInput == nil || converterInput! != (f.width, f.height, f.format) {
-            sws_freeContext(converter)
-            sws_freeContext(rowConverter)
-            converter = sws_getContext(f.width, f.height, AVPixelFormat(rawValue: f.format), f.width, f.height, AV_PIX_FMT_BGR24,
-                                       SWS_BICUBIC, nil, nil, nil)
-            rowConverter = sws_getContext(f.width, 2, AVPixelFormat(rawValue: f.format), f.width, 2, AV_PIX_FMT_BGR24,
-                                          SWS_BICUBIC, nil, nil, nil)
-            guard converter != nil, rowConverter != nil else { throw MediaError.allocation("SwsContext(BGR24)") }
-            converterInput = (f.width, f.height, f.format)
-        }
-        // swscale's SIMD writers store whole vectors past the end of a row; one spare row (plus
-        // FFmpeg's input padding) keeps the last row's overrun inside the buffer.
-        let size = Int(f.width) * (Int(f.height) + 1) * 3 + 64
-        if bgr.count != size { bgr = [UInt8](repeating: 0, count: size) }
-        let planes: [UnsafePointer<UInt8>?] = [f.data.0, f.data.1, f.data.2, f.data.3].map { $0.map { UnsafePointer<UInt8>($0) } }
-        let strides = [f.linesize.0, f.linesize.1, f.linesize.2, f.linesize.3]
-        try bgr.withUnsafeMutableBufferPointer { out in
-            var dstStride: [Int32] = [f.width * 3, 0, 0, 0]
-            guard let rows, f.height % 2 == 0, sliceable(frame) else {
-                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
-                try ff("sws_scale(BGR24)", sws_scale(converter, planes, strides, 0, f.height, &dst, &dstStride))
-                return
-            }
-            var done = -1
-            for row in rows where row / 2 * 2 > done {
-                let top = row / 2 * 2
-                let band: [UnsafePointer<UInt8>?] = [planes[0].map { $0 + top * Int(strides[0]) },
-                                                     planes[1].map { $0 + top / 2 * Int(strides[1]) },
-                                                     planes[2].map { $0 + top / 2 * Int(strides[2]) }, nil]
-                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress! + top * Int(f.width) * 3, nil, nil, nil]
-                try ff("sws_scale(BGR24 rows)", sws_scale(rowConverter, band, strides, 0, 2, &dst, &dstStride))
-                done = top
-            }
-        }
-    }
 }
 
 /// Stored content scores: one (hue, saturation, luma) delta triple per timeline frame.
