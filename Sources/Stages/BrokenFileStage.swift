@@ -49,7 +49,9 @@ public struct BrokenFileStage: Stage {
         let report: ScanReport
         let scorer = ContentScorer(downscale: sceneDownscale)
         do {
-            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads, timelineAnalyzers: [scorer]).run(path: item.sourcePath)
+            // With cores to spare (fewer jobs than cores), scoring overlaps decoding on its own thread.
+            let analyzer: any TimelineAnalyzer = context.decoderThreads > 1 ? BackgroundAnalyzer(scorer) : scorer
+            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads, timelineAnalyzers: [analyzer]).run(path: item.sourcePath)
         } catch let MediaError.ffmpeg(function, code, message) where function.hasPrefix("avformat_open_input") || function.hasPrefix("avformat_find_stream_info") {
             // Permission or I/O problems are failures (retried); unreadable content is a rejection.
             if code == -EACCES || code == -ENOENT || code == -EIO { throw MediaError.ffmpeg(function: function, code: code, message: message) }

@@ -31,6 +31,25 @@ import Testing
         #expect(String(Fingerprint.sha256(out).prefix(16)) == sha)
     }
 
+    /// Scoring on a background thread gives exactly the scores of scoring inline, and an analyzer's
+    /// error surfaces from the scan.
+    @Test func backgroundScoringIsIdenticalAndReportsErrors() throws {
+        let video = try Golden.directory.appendingPathComponent("scenedetect/scenes_320x240_25fps.mp4")
+        let inline = ContentScorer(), background = ContentScorer()
+        _ = try ScanPass(timelineAnalyzers: [inline, BackgroundAnalyzer(background)]).run(path: video.path)
+        #expect(background.scores.count == 500)
+        #expect(background.scores.luma.dropFirst() == inline.scores.luma.dropFirst())
+        #expect(background.scores.hue.dropFirst() == inline.scores.hue.dropFirst())
+
+        final class Failing: TimelineAnalyzer {
+            struct Boom: Error {}
+            let maxEventLag = 0
+            func process(_ frame: Frame, index: Int) throws { if index == 40 { throw Boom() } }
+            func finish(frameCount: Int) throws {}
+        }
+        #expect(throws: Failing.Boom.self) { try ScanPass(timelineAnalyzers: [BackgroundAnalyzer(Failing())]).run(path: video.path) }
+    }
+
     /// Converting only the rows the downscale reads gives exactly the scores of converting whole frames.
     @Test(arguments: ["1280x720", "1920x1080", "640x360", "1000x700"])
     func rowSlicingIsExact(size: String) throws {

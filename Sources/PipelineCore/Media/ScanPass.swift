@@ -14,10 +14,13 @@ public protocol TimelineAnalyzer: AnyObject {
     /// `frame` fills timeline slot `index` (0-based). The frame is only valid during the call.
     func process(_ frame: Frame, index: Int) throws
     func finish(frameCount: Int) throws
+    /// The scan ends without `finish` (an error): release what the analyzer holds.
+    func abandon()
 }
 
 extension TimelineAnalyzer {
     public func begin(video: StreamInfo) {}
+    public func abandon() {}
 }
 
 /// What one full decode of a source found: stage 1's integrity facts and stage 2's frame map.
@@ -72,6 +75,8 @@ public struct ScanPass {
     /// counted in the report, because stage 1 decides about it.
     public func run(path: String) throws -> ScanReport {
         let demuxer = try Demuxer(path: path)
+        var finished = false
+        defer { if !finished { for a in timelineAnalyzers { a.abandon() } } }
         let (videoIndex, audioIndex) = demuxer.pipelineStreams
         var report = ScanReport(formatName: demuxer.formatName, streams: demuxer.streams, videoStream: videoIndex, audioStream: audioIndex)
         let used = [videoIndex, audioIndex].compactMap { $0 }
@@ -127,6 +132,7 @@ public struct ScanPass {
             _ = try? audioDecoder.send(nil)
             try drainAudio()
         }
+        finished = true
         return report
     }
 }
