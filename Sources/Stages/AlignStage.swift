@@ -69,8 +69,7 @@ public struct AlignStage: Stage {
             throw StageError(stage: id, item: item.name, message: "no frame map recorded; rerun stage broken")
         }
         let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: context.decoderThreads)
-        let probe = try Demuxer(path: item.sourcePath)
-        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
+        let rotation = try reader.rotationDegrees()
         let tracker = FaceTracker(detector: try DlibFaceLandmarkDetector(modelPath: configuration.landmarkModel), settings: configuration.tracker)
         let template = AlignmentTemplate(resolution: configuration.resolution)
         let converter = PackedPictureConverter(order: .rgb)

@@ -100,7 +100,7 @@ public struct BrokenFileStage: Stage {
 /// The stored form of stage 3's per-frame content scores (an `analysis` row of kind "contentScores").
 public enum ContentScoresAnalysis {
     public static let kind = "contentScores"
-    public static func fingerprint(downscale: Int?) -> String { ContentScorer(downscale: downscale).fingerprint }
+    public static func fingerprint(downscale: Int?) -> String { ContentScorer.fingerprint(downscale: downscale) }
     public static func record(_ scores: ContentScores, downscale: Int?) -> AnalysisRecord {
         AnalysisRecord(sourceId: 0, kind: kind, fingerprint: fingerprint(downscale: downscale), data: scores.serialized())
     }

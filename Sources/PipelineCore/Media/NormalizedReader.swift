@@ -28,6 +28,13 @@ public final class NormalizedReader {
     }
 
     public var frameCount: Int { frameMap.outputFrameCount }
+
+    /// The clockwise rotation the source's display matrix asks for (0 when none): frames come out
+    /// as stored, and writers or face detection turn them upright with this.
+    public func rotationDegrees() throws -> Int {
+        let demuxer = try Demuxer(path: path)
+        return demuxer.pipelineStreams.video.flatMap { demuxer.info($0).rotationDegrees } ?? 0
+    }
     public var samplesPerFrame: Double { Double(sampleRate) * frameMap.outputRate.inverted.seconds }
 
     /// Reads timeline frames `range` (all by default) and the audio under them in one demux pass.
@@ -239,8 +246,7 @@ extension NormalizedReader {
     /// H.264 at the timeline's rate, AAC mono at the reader's sample rate, the source's rotation
     /// kept as display metadata. `resampled/` and `segmented/` files are made this way.
     public func copy(frames range: Range<Int>? = nil, to path: String, encoding: CopyEncoding) throws {
-        let probe = try Demuxer(path: self.path)
-        let rotation = probe.pipelineStreams.video.flatMap { probe.info($0).rotationDegrees } ?? 0
+        let rotation = try rotationDegrees()
         var writer: ClipWriter?
         try read(frames: range, video: { _, frame in
             if writer == nil {

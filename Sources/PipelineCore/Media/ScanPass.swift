@@ -166,9 +166,9 @@ private final class VideoTrack {
     func decode(_ packet: Packet?, report: inout ScanReport) throws {
         do {
             while try decoder.send(packet) == .again { try drain(report: &report) }
-        } catch let error as MediaError {
+        } catch is MediaError {
+            // A refused packet is damage stage 1 counts; a refused drain request just ends the stream.
             if packet == nil { return }
-            _ = error
             report.videoDecodeErrors += 1
         }
         try drain(report: &report)

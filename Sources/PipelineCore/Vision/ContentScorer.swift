@@ -34,7 +34,8 @@ public final class ContentScorer: TimelineAnalyzer {
     init(downscale: Int?, rowSlicing: Bool) { self.downscale = downscale; self.rowSlicing = rowSlicing }
 
     /// The scorer's settings as they enter stage fingerprints.
-    public var fingerprint: String { Fingerprint.of("content-hsv-v1", downscale.map(String.init) ?? "auto") }
+    public var fingerprint: String { Self.fingerprint(downscale: downscale) }
+    public static func fingerprint(downscale: Int?) -> String { Fingerprint.of("content-hsv-v1", downscale.map(String.init) ?? "auto") }
 
     public func begin(video: StreamInfo) { rotation = video.rotationDegrees ?? 0 }
 
