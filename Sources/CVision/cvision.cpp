@@ -1,9 +1,9 @@
 // The C boundary over OpenCV and dlib: wraps inputs without copying, catches every exception.
 #include "cvision.h"
+#include "cvision_internal.hpp"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
-#include <dlib/image_processing.h>
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/opencv/cv_image.h>
 
@@ -13,19 +13,7 @@
 
 namespace {
 thread_local std::string last_error;
-
-template <typename F> int guarded(F &&body) {
-    try {
-        last_error.clear();
-        body();
-        return 0;
-    } catch (const std::exception &e) {
-        last_error = e.what();
-    } catch (...) {
-        last_error = "unknown C++ exception";
-    }
-    return -1;
-}
+using cvision::guarded;
 
 // The pipeline already runs one item per core; OpenCV's own thread pool on top only adds
 // hand-offs for images this small (a 210×280 warp), so its calls stay on the caller's thread.
@@ -38,7 +26,9 @@ cv::Mat wrap(const uint8_t *data, int width, int height, int stride, int channel
 } // namespace
 
 struct cvision_face_detector { dlib::frontal_face_detector detector = dlib::get_frontal_face_detector(); };
-struct cvision_shape_predictor { dlib::shape_predictor model; };
+
+void cvision::set_last_error(const std::string &message) { last_error = message; }
+void cvision::clear_last_error() { last_error.clear(); }
 
 extern "C" {
 
@@ -106,42 +96,6 @@ int cvision_detect_faces(cvision_face_detector *detector, const uint8_t *rgb, in
         for (int i = 0; i < std::min(capacity, int(found.size())); ++i) {
             const auto &r = found[i].rect;
             out[i] = cvision_rect{int32_t(r.left()), int32_t(r.top()), int32_t(r.right()), int32_t(r.bottom()), found[i].detection_confidence};
-        }
-    });
-}
-
-cvision_shape_predictor *cvision_shape_predictor_load(const char *path) {
-    cvision_shape_predictor *p = nullptr;
-    guarded([&] {
-        auto *model = new cvision_shape_predictor();
-        try {
-            dlib::deserialize(path) >> model->model;
-        } catch (...) {
-            delete model;
-            throw;
-        }
-        p = model;
-    });
-    return p;
-}
-
-void cvision_shape_predictor_destroy(cvision_shape_predictor *predictor) { delete predictor; }
-
-int cvision_shape_predictor_parts(const cvision_shape_predictor *predictor) {
-    return predictor ? int(predictor->model.num_parts()) : 0;
-}
-
-int cvision_predict_landmarks(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height, int stride,
-                              cvision_rect rect, float *out, int capacity) {
-    return guarded([&] {
-        if (!predictor || !out) throw std::invalid_argument("null predictor or output");
-        cv::Mat mat = wrap(rgb, width, height, stride, 3);
-        dlib::cv_image<dlib::rgb_pixel> image(mat);
-        dlib::full_object_detection shape = predictor->model(image, dlib::rectangle(rect.left, rect.top, rect.right, rect.bottom));
-        if (capacity < int(shape.num_parts()) * 2) throw std::invalid_argument("landmark buffer too small");
-        for (unsigned long i = 0; i < shape.num_parts(); ++i) {
-            out[2 * i] = float(shape.part(i).x());
-            out[2 * i + 1] = float(shape.part(i).y());
         }
     });
 }

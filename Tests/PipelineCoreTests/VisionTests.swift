@@ -1,3 +1,4 @@
+import CVision
 import Foundation
 import PipelineCore
 import PipelineTestSupport
@@ -36,6 +37,29 @@ import Testing
         let worst = zip(ours, theirs).map { hypot($0.x - $1.x, $0.y - $1.y) }.max()!
         #expect(worst < 0.1 * Double(face.width), "alignment points differ by up to \(worst) px for a \(face.width) px face")
         print("dlib on the astronaut: face \(face.width)×\(face.height) px, alignment points within \(worst) px of the hand-placed ones")
+    }
+
+    /// Our evaluation of the shape predictor (prefetching leaves; shape_predictor.cpp) gives exactly
+    /// dlib's landmarks, for boxes around the face, off it and partly outside the image.
+    @Test func landmarksEqualDlibsOwnEvaluation() throws {
+        let (image, _) = try Self.astronaut()
+        let p = try #require(cvision_shape_predictor_load(DlibFaceLandmarkDetector.defaultModelPath, 1))
+        defer { cvision_shape_predictor_destroy(p) }
+        var generator = SystemRandomNumberGenerator()
+        var compared = 0
+        for _ in 0..<150 {
+            let left = Int32.random(in: -60...300, using: &generator), top = Int32.random(in: -60...250, using: &generator)
+            let size = Int32.random(in: 60...320, using: &generator)
+            let rect = cvision_rect(left: left, top: top, right: left + size, bottom: top + size + Int32.random(in: -20...20, using: &generator), score: 0)
+            var fast = [Float](repeating: 0, count: 136), dlib = [Float](repeating: 1, count: 136)
+            try image.pixels.withUnsafeBufferPointer { px in
+                #expect(cvision_predict_landmarks(p, px.baseAddress, 512, 512, 512 * 3, rect, &fast, 136) == 0)
+                #expect(cvision_predict_landmarks_dlib(p, px.baseAddress, 512, 512, 512 * 3, rect, &dlib, 136) == 0)
+                try #require(fast == dlib, "box \(rect.left),\(rect.top)–\(rect.right),\(rect.bottom)")
+            }
+            compared += 1
+        }
+        #expect(compared == 150)
     }
 
     @Test func clearErrors() throws {

@@ -41,14 +41,20 @@ int cvision_detect_faces(cvision_face_detector *detector, const uint8_t *rgb, in
 
 typedef struct cvision_shape_predictor cvision_shape_predictor;
 /// Loads a dlib shape predictor (e.g. Debian's shape_predictor_68_face_landmarks.dat). NULL on error.
-cvision_shape_predictor *cvision_shape_predictor_load(const char *path);
+/// `with_reference` also keeps dlib's own evaluator (twice the memory) for
+/// cvision_predict_landmarks_dlib, which tests use to check cvision_predict_landmarks against it.
+cvision_shape_predictor *cvision_shape_predictor_load(const char *path, int with_reference);
 void cvision_shape_predictor_destroy(cvision_shape_predictor *predictor);
 /// Number of landmarks the model produces (68 for the iBUG model).
 int cvision_shape_predictor_parts(const cvision_shape_predictor *predictor);
-/// Landmarks inside `rect` of a packed RGB image, as x0, y0, x1, y1, … (2 × parts floats).
+/// Landmarks inside `rect` of a packed RGB image, as x0, y0, x1, y1, … (2 × parts floats): the
+/// same values as dlib::shape_predictor::operator(), computed faster (see shape_predictor.cpp).
 /// Safe to call from several threads on one predictor.
 int cvision_predict_landmarks(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height,
                               int stride, cvision_rect rect, float *out, int capacity);
+/// The same through dlib::shape_predictor itself (needs `with_reference` at load).
+int cvision_predict_landmarks_dlib(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height,
+                                   int stride, cvision_rect rect, float *out, int capacity);
 
 #ifdef __cplusplus
 }

@@ -95,9 +95,9 @@ final class PooledDetector: @unchecked Sendable {
 }
 
 /// One loaded shape predictor per model file for the whole process (the file is ~100 MB and takes
-/// a second to read; prediction is const and thread-safe in dlib).
+/// a second or two to read; prediction only reads the model, so threads share it).
 final class SharedShapePredictor: @unchecked Sendable {
-    // @unchecked: the pointer is written once; dlib's shape_predictor::operator() is const.
+    // @unchecked: the pointer is written once; prediction does not mutate the model.
     let pointer: OpaquePointer
     private init(_ p: OpaquePointer) { pointer = p }
 
@@ -108,7 +108,7 @@ final class SharedShapePredictor: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let p = loaded[path] { return p }
         guard FileManager.default.fileExists(atPath: path) else { throw VisionError.modelMissing(path: path) }
-        guard let p = cvision_shape_predictor_load(path) else { throw VisionError.operation("load \(path)", String(cString: cvision_last_error())) }
+        guard let p = cvision_shape_predictor_load(path, 0) else { throw VisionError.operation("load \(path)", String(cString: cvision_last_error())) }
         let parts = cvision_shape_predictor_parts(p)
         guard parts == 68 else {
             cvision_shape_predictor_destroy(p)
