@@ -26,13 +26,15 @@ public enum FaceClips {
         try photo.warpedLanczos(motion(t, canvas: canvas, scale: scale, amplitude: amplitude), width: canvas.0, height: canvas.1, border: 60)
     }
 
-    /// Writes a 25 fps clip of `frames` frames with a tone; frames in `gap` show no face.
+    /// Writes a 25 fps clip of `frames` frames with a tone; frames in `gap` show no face. Tests use
+    /// the fast default encoding; benchmarks pass libx264's defaults (medium, CRF 23), which give the
+    /// bit rates of downloaded talking-head videos (a few Mbit/s at 720p) and so a realistic decode cost.
     public static func write(_ url: URL, frames: Int, canvas: (Int, Int) = (640, 480), scale: Double = 1.6,
-                             amplitude: Double = 1, gap: Range<Int>? = nil) throws {
+                             amplitude: Double = 1, gap: Range<Int>? = nil, preset: String = "ultrafast", crf: Int = 14) throws {
         let photo = try astronaut()
         var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
-        settings.crf = 14
-        settings.preset = "ultrafast"
+        settings.crf = crf
+        settings.preset = preset
         let writer = try ClipWriter(path: url.path, settings: settings)
         for t in 0..<frames {
             let image = gap?.contains(t) == true
