@@ -37,6 +37,13 @@ public final class CodecDecoder {
         return try ffStep("avcodec_receive_frame", avcodec_receive_frame(context, frame.pointer))
     }
 
+    /// When set, frames no other frame references are not decoded at all (`skip_frame = NONREF`):
+    /// used while decoding forward from a keyframe to the first frame actually wanted.
+    public var skipsNonReferenceFrames: Bool {
+        get { context.pointee.skip_frame == AVDISCARD_NONREF }
+        set { context.pointee.skip_frame = newValue ? AVDISCARD_NONREF : AVDISCARD_DEFAULT }
+    }
+
     /// The frame rate the codec reports (from the bitstream), if any.
     public var codecFrameRate: Rational? {
         let r = context.pointee.framerate

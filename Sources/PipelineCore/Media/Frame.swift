@@ -71,4 +71,6 @@ public final class Packet {
     public func unref() { av_packet_unref(pointer) }
     public var streamIndex: Int { Int(pointer.pointee.stream_index) }
     public var size: Int { Int(pointer.pointee.size) }
+    /// Presentation timestamp in the stream's time base, nil when the container gives none.
+    public var pts: Int64? { pointer.pointee.pts == Int64(bitPattern: 0x8000000000000000) ? nil : pointer.pointee.pts }
 }

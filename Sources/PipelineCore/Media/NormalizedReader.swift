@@ -67,6 +67,9 @@ public final class NormalizedReader {
             try demuxer.seek(stream: vIndex, to: min(videoTarget, audioTarget) - margin)
         }
 
+        // After a seek, decoding runs forward from a keyframe: frames shown before this timestamp are
+        // only decoded for the frames that reference them.
+        let prerollEnd = range.lowerBound > 0 ? frameMap.sourcePts[firstSource] : nil
         var videoTrack = video.map { VideoCursor(reader: self, range: range, firstSource: firstSource, body: $0) }
         let videoDecoder = try video.map { _ in try CodecDecoder(stream: demuxer.stream(vIndex), threads: decoderThreads) }
         var audioCursor = try aIndex.map { try AudioCursor(demuxer: demuxer, stream: $0, offset: demuxer.timelineOffset(stream: $0, streams: used), sampleRate: sampleRate, startSeconds: startSeconds,
@@ -81,6 +84,13 @@ public final class NormalizedReader {
         while videoTrack?.done == false || audioCursor?.done == false {
             guard try demuxer.read(into: packet) == .ok else { break }
             if packet.streamIndex == vIndex, let videoDecoder, videoTrack?.done == false {
+                if let preroll = prerollEnd, videoTrack?.synced == false {
+                    // Between the keyframe and the first wanted frame only reference frames matter
+                    // (a non-reference frame before it is neither shown nor predicted from).
+                    videoDecoder.skipsNonReferenceFrames = packet.pts.map { $0 < preroll } ?? false
+                } else if videoDecoder.skipsNonReferenceFrames {
+                    videoDecoder.skipsNonReferenceFrames = false
+                }
                 while try videoDecoder.send(packet) == .again { try drainVideo() }
                 try drainVideo()
             } else if packet.streamIndex == aIndex, audioCursor?.done == false {
