@@ -54,8 +54,8 @@ for row in try store.currentResults(stage: "align").values where row.state == "d
 let total = shares.values.reduce(0, +)
 print("align \(resolution): \(summary.counts["align"] ?? [:]) clips, \(frames) aligned frames in \(String(format: "%.2f", wall)) s on \(cores) cores")
 print(String(format: "aligned frames/s: %.1f (all cores), %.1f per core", Double(frames) / wall, Double(frames) / wall / Double(cores)))
-// What the stage's clocks do not cover (demuxing and H.264 decoding inside the reader, audio,
-// scheduling, idle cores) is the rest of wall × cores.
-shares["read+other"] = max(0, wall * Double(cores) - total)
+// What the stage's clocks do not cover (the stage's setup and commit, the engine, idle cores) is
+// the rest of wall × cores.
+shares["other"] = max(0, wall * Double(cores) - total)
 let budget = wall * Double(cores)
 print("core time per aligned frame:", shares.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f ms (%.0f%%)", $0.key, 1000 * $0.value / Double(frames), 100 * $0.value / budget) }.joined(separator: ", "))

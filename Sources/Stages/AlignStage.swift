@@ -46,7 +46,9 @@ public struct AlignStage: Stage {
         var seconds: Timings
     }
     struct Rejected: Codable { var frames: Range<Int>; var reason: String }
-    struct Timings: Codable { var decode = 0.0, detect = 0.0, landmarks = 0.0, warp = 0.0, encode = 0.0 }
+    /// Seconds per step: `decode` is demuxing and decoding inside the reader (audio included),
+    /// `convert` the frame's conversion to RGB, `track` the tracker's and aligner's own bookkeeping.
+    struct Timings: Codable { var decode = 0.0, convert = 0.0, detect = 0.0, landmarks = 0.0, track = 0.0, warp = 0.0, encode = 0.0 }
 
     /// A face run being encoded while the clip is read.
     private final class OpenPiece {
@@ -87,9 +89,13 @@ public struct AlignStage: Stage {
         }
         func close() { if let piece = open { closed.append(piece); open = nil } }
 
+        var inCallbacks = 0.0
+        let readStart = Date()
         do {
             try reader.read(frames: clip.startFrame..<clip.endFrame, video: { index, frame in
-                let image = try clock(\.decode) { try converter.image(of: frame).rotated(clockwise: rotation) }
+                let callbackStart = Date()
+                defer { inCallbacks += Date().timeIntervalSince(callbackStart) }
+                let image = try clock(\.convert) { try converter.image(of: frame).rotated(clockwise: rotation) }
                 guard let landmarks = try tracker.landmarks(in: image) else {
                     close()
                     if let last = noFace.last, last.upperBound == index { noFace[noFace.count - 1] = last.lowerBound..<(index + 1) } else { noFace.append(index..<(index + 1)) }
@@ -120,6 +126,7 @@ public struct AlignStage: Stage {
                 piece.record.matrices.append(matrix)
                 piece.end = index + 1
             }, audio: { audio.append(contentsOf: $0) })
+            timings.decode = Date().timeIntervalSince(readStart) - inCallbacks
             close()
         } catch {
             for piece in closed + [open].compactMap({ $0 }) { piece.pending.discard() }
@@ -127,6 +134,7 @@ public struct AlignStage: Stage {
         }
         timings.detect = tracker.statistics.detectSeconds
         timings.landmarks = tracker.statistics.landmarkSeconds
+        timings.track = max(0, inCallbacks - timings.convert - timings.detect - timings.landmarks - timings.warp - timings.encode)
 
         var kept: [Piece] = []
         var rejected: [Rejected] = []
