@@ -47,6 +47,11 @@ public struct SafeTensorsFile: Sendable {
 
     public func uint8(_ name: String) throws -> [UInt8] { [UInt8](try bytes(name)) }
 
+    public func int16(_ name: String) throws -> [Int16] {
+        let b = try bytes(name)
+        return b.withUnsafeBytes { raw in (0..<(b.count / 2)).map { Int16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) } }
+    }
+
     public func float32(_ name: String) throws -> [Float] {
         let b = try bytes(name)
         return b.withUnsafeBytes { raw in (0..<(b.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
