@@ -21,6 +21,22 @@ import Testing
         #expect(try store.currentResults(stage: "broken")["s\(source)"]?.fingerprint == "g")
     }
 
+    /// Settings A → B → A: the decision under A was superseded (B may have overwritten its
+    /// artifacts), so A decides again rather than leaving the item with no current result.
+    @Test func returningToEarlierSettingsDecidesAgain() throws {
+        let (store, source, run) = try storeWithSource()
+        let key = "s\(source)"
+        for fingerprint in ["a", "b"] {
+            let claim = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: fingerprint, run: run, maxAttempts: 3))
+            try store.recordOutcome(claim, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        }
+        let again = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: "a", run: run, maxAttempts: 3))
+        #expect(again.attempts == 1)
+        try store.recordOutcome(again, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        #expect(try store.currentResults(stage: "broken")[key]?.fingerprint == "a")
+        #expect(try store.history(stage: "broken", itemKey: key).map(\.fingerprint) == ["b", "a"])
+    }
+
     @Test func abandonedWorkIsReclaimedUntilItsAttemptsAreSpent() throws {
         let (store, source, deadRun) = try storeWithSource()
         _ = try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: deadRun, maxAttempts: 2)

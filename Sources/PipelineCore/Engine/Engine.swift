@@ -80,11 +80,12 @@ public struct Engine: Sendable {
 
     /// The stages this run executes, in order, with each one's chained fingerprint: a stage's
     /// results depend on its own settings and on what every stage upstream hands on.
-    public var plannedStages: [(stage: any Stage, fingerprint: String)] {
-        var result: [(any Stage, String)] = []
+    /// `upstream` is the chain of the earlier stages' output fingerprints: what the stage's input depends on.
+    public var plannedStages: [(stage: any Stage, fingerprint: String, upstream: String)] {
+        var result: [(any Stage, String, String)] = []
         var upstream = ""
         for stage in stages {
-            result.append((stage, Fingerprint.of(stage.id, stage.fingerprint, upstream)))
+            result.append((stage, Fingerprint.of(stage.id, stage.fingerprint, upstream), upstream))
             upstream = Fingerprint.of(stage.id, stage.outputFingerprint, upstream)
             if stage.id == options.until { break }
         }
@@ -117,13 +118,15 @@ public struct Engine: Sendable {
         }
         defer { heartbeat.cancel() }
 
-        let context = StageContext(store: store, configuration: configuration, inputDirectory: options.inputDirectory,
+        var context = StageContext(store: store, configuration: configuration, inputDirectory: options.inputDirectory,
                                    outputDirectory: options.outputDirectory, outputs: outputs,
-                                   decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)))
+                                   decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)),
+                                   upstreamFingerprint: "")
         let planned = plannedStages
         var previous: (stage: any Stage, fingerprint: String)?
-        for (stage, fingerprint) in planned {
+        for (stage, fingerprint, upstreamFingerprint) in planned {
             if cancellation.isCancelled { break }
+            context.upstreamFingerprint = upstreamFingerprint
             let downstream = stages.map(\.id).drop { $0 != stage.id }.dropFirst()
             let current = try store.currentResults(stage: stage.id)
             let upstream = try previous.map { try store.currentResults(stage: $0.stage.id) }

@@ -52,6 +52,9 @@ public struct StageContext: Sendable {
     public var outputs: OutputFiles
     /// Decoder threads per item (cores shared among the jobs running at once).
     public var decoderThreads: Int
+    /// The chained output fingerprints of the stages before this one: everything this stage's
+    /// input depends on. Stages that keep scores apart from decisions key them with it.
+    public var upstreamFingerprint: String
 }
 
 /// A stage's verdict on one item. A rejection is data, not an error.

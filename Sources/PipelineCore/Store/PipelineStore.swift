@@ -165,6 +165,22 @@ public struct PipelineStore: Sendable {
         }
     }
 
+    /// The current result of `stage` for one item.
+    public func currentResult(stage: String, itemKey: String) throws -> StageResultRecord? {
+        try writer.read { db in
+            try StageResultRecord.filter(Column("stage") == stage && Column("itemKey") == itemKey && Column("superseded") == false)
+                .order(Column("id").desc).fetchOne(db)
+        }
+    }
+
+    /// Every recorded result of `stage` for one item, current and superseded, newest first: the
+    /// place to find scores an earlier decision under other thresholds already computed.
+    public func history(stage: String, itemKey: String) throws -> [StageResultRecord] {
+        try writer.read { db in
+            try StageResultRecord.filter(Column("stage") == stage && Column("itemKey") == itemKey).order(Column("id").desc).fetchAll(db)
+        }
+    }
+
     /// Claims `stage` on an item under `fingerprint` for `run`, unless it is already decided or its
     /// failures are final or backing off. Other fingerprints' rows for the item become history.
     public func claimWork(stage: String, sourceId: Int64, clipId: Int64? = nil, itemKey: String, fingerprint: String,
@@ -176,7 +192,11 @@ public struct PipelineStore: Sendable {
                 ?? StageResultRecord(stage: stage, sourceId: sourceId, clipId: clipId, itemKey: itemKey, fingerprint: fingerprint,
                                      state: ItemState.pending.rawValue, attempts: 0, superseded: false)
             switch ItemState(rawValue: row.state) {
-            case .done?, .rejected?: return nil
+            case .done?, .rejected?:
+                // A decision under these settings that later settings superseded (A → B → A) is made
+                // again: its artifacts may have been overwritten under B.
+                if !row.superseded { return nil }
+                row.attempts = 0
             case .failed?:
                 if row.attempts >= maxAttempts { return nil }
                 if let next = row.nextAttemptAt, next > now { return nil }
