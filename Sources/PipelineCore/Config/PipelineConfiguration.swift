@@ -72,12 +72,37 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var tracker = FaceTracker.Settings()
     }
 
+    public struct Sync: Sendable, Codable, Equatable {
+        /// `correlation` (weight-free, the default); `syncnet_v2` and `stable_syncnet` need weights.
+        public var method = "correlation"
+        /// Offsets searched: −search_frames…+search_frames (SyncNet v2's vshift).
+        public var searchFrames = 15
+        /// Keep when the confidence is at least this, in the method's units: for `correlation` the
+        /// prominence of the correlation peak over its best rival (calibrated in SyncTests: talking
+        /// clips 0.23–0.40, the same picture with unrelated speech 0.01–0.16); SyncNet v2's is 3.
+        public var minConfidence = 0.2
+        /// Keep when |offset| is at most this many frames (the reference's 6).
+        public var maxOffset = 6
+    }
+
+    public struct Quality: Sendable, Codable, Equatable {
+        /// `brisque` (OpenCV contrib's quality module, Debian's opencv-data model; the default) or
+        /// `hyperiqa` (needs weights).
+        public var method = "brisque"
+        /// BRISQUE: lower is better (0 pristine … 100 very poor); keep at or below this.
+        public var maxBrisque = 50.0
+        public var brisqueModel = "/usr/share/opencv4/quality/brisque_model_live.yml"
+        public var brisqueRange = "/usr/share/opencv4/quality/brisque_range_live.yml"
+    }
+
     public var run = Run()
     public var broken = Broken()
     public var normalize = Normalize()
     public var scenes = Scenes()
     public var segment = Segment()
     public var align = Align()
+    public var sync = Sync()
+    public var quality = Quality()
 
     public init() {}
 
@@ -132,6 +157,14 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         align.tracker.redetectEvery = try reader.int("align", "redetect_every", align.tracker.redetectEvery, range: 1...10_000)
         align.tracker.minFaceWidth = try reader.int("align", "min_face_width", align.tracker.minFaceWidth, range: 1...8192)
         align.tracker.minFaceHeight = try reader.int("align", "min_face_height", align.tracker.minFaceHeight, range: 1...8192)
+        sync.method = try reader.string("sync", "method", sync.method, allowed: ["correlation"])
+        sync.searchFrames = try reader.int("sync", "search_frames", sync.searchFrames, range: 1...50)
+        sync.minConfidence = try reader.double("sync", "min_confidence", sync.minConfidence, range: -1_000...1_000)
+        sync.maxOffset = try reader.int("sync", "max_offset", sync.maxOffset, range: 0...50)
+        quality.method = try reader.string("quality", "method", quality.method, allowed: ["brisque"])
+        quality.maxBrisque = try reader.double("quality", "max_brisque", quality.maxBrisque, range: -1_000...1_000)
+        quality.brisqueModel = try reader.string("quality", "brisque_model", quality.brisqueModel, allowed: nil)
+        quality.brisqueRange = try reader.string("quality", "brisque_range", quality.brisqueRange, allowed: nil)
         guard segment.minSeconds <= segment.targetSeconds, segment.targetSeconds <= segment.maxSeconds else {
             throw ConfigurationError.outOfRange(file: source, key: "segment.target_seconds", value: "\(segment.targetSeconds)",
                                                 allowed: "min_seconds (\(segment.minSeconds)) ... max_seconds (\(segment.maxSeconds))")

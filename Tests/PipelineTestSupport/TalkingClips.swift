@@ -1,0 +1,105 @@
+import Foundation
+import PipelineCore
+
+/// Talking-face stand-ins for the sync stage: the astronaut photo (as in `FaceClips`) whose mouth
+/// opens and closes with the loudness of real speech (the LibriVox utterance of `golden/mfcc`), with
+/// the audio track shifted by a known number of frames.
+public enum TalkingClips {
+    public static let samplesPerFrame = 640
+
+    /// About 6.2 s of speech at 16 kHz: the utterance, a short pause, the utterance reversed
+    /// (same loudness statistics, different rhythm).
+    public static func speech() throws -> [Float] {
+        let g = try SafeTensorsFile(contentsOf: Golden.directory.appendingPathComponent("mfcc/mfcc.safetensors"))
+        let words = try g.int16("waveform_int16").map { Float($0) / 32_768 }
+        return words + [Float](repeating: 0, count: 3_200) + words.reversed()
+    }
+
+    /// Other speech with the same sound: the utterance cut into 0.4 s pieces played in another order
+    /// (a different rhythm of syllables and pauses), for "audio that does not belong to this face".
+    public static func unrelatedSpeech(seed: Int) throws -> [Float] {
+        let all = try speech()
+        let piece = 6_400
+        let pieces = stride(from: 0, to: all.count - piece, by: piece).map { Array(all[$0..<($0 + piece)]) }
+        var order = Array(pieces.indices)
+        var state = UInt64(seed &+ 1) &* 0x9E37_79B9_7F4A_7C15
+        for i in order.indices.reversed() where i > 0 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            order.swapAt(i, Int((state >> 33) % UInt64(i + 1)))
+        }
+        return order.flatMap { pieces[$0] }
+    }
+
+    /// How far the mouth opens (0…1) at each frame: the frame's RMS loudness over a 30 dB range below
+    /// the loudest frame, smoothed over two frames (lips do not jump).
+    public static func mouthLevels(_ speech: [Float], frames: Int) -> [Double] {
+        let db = (0..<frames).map { t -> Double in
+            let lo = min(speech.count, t * samplesPerFrame), hi = min(speech.count, lo + samplesPerFrame)
+            let power = speech[lo..<hi].reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(1, hi - lo))
+            return 10 * log10(power + 1e-10)
+        }
+        let top = db.max() ?? 0
+        let raw = db.map { min(1, max(0, ($0 - (top - 30)) / 30)) }
+        return raw.indices.map { i in i == 0 ? raw[0] : 0.6 * raw[i] + 0.4 * raw[i - 1] }
+    }
+
+    /// The photo with its mouth opened by `level` (0 closed … 1 wide): the lower lip and chin slide
+    /// down under a dark gap, tapering towards the corners of the mouth and down the chin.
+    public static func mouthOpened(_ photo: RGBImage, level: Double) -> RGBImage {
+        var out = photo
+        let lipLine = 149.5, cx = 221.0, halfWidth = 18.0, maxOpen = 10.0, chin = 55.0
+        for y in Int(lipLine)...Int(lipLine + chin) {
+            for x in Int(cx - halfWidth)...Int(cx + halfWidth) {
+                let u = (Double(x) - cx) / halfWidth
+                let open = maxOpen * level * max(0, 1 - u * u)
+                let dy = Double(y) - lipLine
+                let i = (y * photo.width + x) * 3
+                if dy < open {
+                    // Inside the mouth: dark red, darker in the middle.
+                    let shade = 0.5 + 0.5 * dy / max(open, 1)
+                    out.pixels[i] = UInt8(40 + 30 * shade); out.pixels[i + 1] = UInt8(14 + 10 * shade); out.pixels[i + 2] = UInt8(18 + 10 * shade)
+                    continue
+                }
+                let sy = Double(y) - open * max(0, 1 - dy / chin)
+                let y0 = Int(sy.rounded(.down)), f = sy - Double(y0)
+                for c in 0..<3 {
+                    let a = Double(photo.pixels[(y0 * photo.width + x) * 3 + c]), b = Double(photo.pixels[((y0 + 1) * photo.width + x) * 3 + c])
+                    out.pixels[i + c] = UInt8((a + (b - a) * f).rounded())
+                }
+            }
+        }
+        return out
+    }
+
+    /// Frame `t` of a talking clip on a `canvas` (the face drifting slowly, as in `FaceClips`).
+    public static func render(_ t: Int, photo: RGBImage, level: Double, canvas: (Int, Int) = (640, 480), scale: Double = 1.6) throws -> RGBImage {
+        try mouthOpened(photo, level: level).warpedLanczos(FaceClips.motion(t, canvas: canvas, scale: scale, amplitude: 0.3),
+                                                           width: canvas.0, height: canvas.1, border: 60)
+    }
+
+    /// The audio of a clip whose sound leads its picture by `offset` frames (negative: lags):
+    /// sample s of the clip is sample s + offset × 640 of the speech the mouth follows.
+    public static func shiftedAudio(_ speech: [Float], frames: Int, offset: Int) -> [Float] {
+        (0..<(frames * samplesPerFrame)).map { s in
+            let i = s + offset * samplesPerFrame
+            return i >= 0 && i < speech.count ? speech[i] : 0
+        }
+    }
+
+    /// Writes a 25 fps talking clip of `frames` frames whose audio leads the mouth by `offset` frames.
+    public static func write(_ url: URL, frames: Int, offset: Int, canvas: (Int, Int) = (640, 480), scale: Double = 1.6) throws {
+        let photo = try FaceClips.astronaut()
+        let speech = try speech()
+        let levels = mouthLevels(speech, frames: frames)
+        var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
+        settings.crf = 16
+        settings.preset = "ultrafast"
+        let writer = try ClipWriter(path: url.path, settings: settings)
+        let audio = shiftedAudio(speech, frames: frames, offset: offset)
+        for t in 0..<frames {
+            try writer.writeVideo(Frame(rgb: render(t, photo: photo, level: levels[t], canvas: canvas, scale: scale)))
+            try writer.writeAudio(Array(audio[(t * samplesPerFrame)..<((t + 1) * samplesPerFrame)]))
+        }
+        try writer.finish()
+    }
+}
