@@ -39,6 +39,42 @@ import Testing
         print("dlib on the astronaut: face \(face.width)×\(face.height) px, alignment points within \(worst) px of the hand-placed ones")
     }
 
+    /// CVision's Lanczos kernels (lanczos.cpp) equal OpenCV's byte for byte on random images and
+    /// matrices, with footprints inside, across and outside the source.
+    @Test func lanczosKernelsEqualOpenCV() throws {
+        var generator = SystemRandomNumberGenerator()
+        var source = RGBImage(width: 320, height: 200)
+        for i in source.pixels.indices { source.pixels[i] = UInt8((i * 7 + (i / 960) * 13) % 256 ^ Int(UInt8.random(in: 0...31, using: &generator))) }
+        for case_ in 0..<60 {
+            let scale = Double.random(in: 0.3...3, using: &generator), angle = Double.random(in: -0.5...0.5, using: &generator)
+            let m = AffineMatrix(scale * cos(angle), -scale * sin(angle), Double.random(in: -400...200, using: &generator),
+                                 scale * sin(angle), scale * cos(angle), Double.random(in: -300...150, using: &generator))
+            let (w, h) = case_ % 3 == 0 ? (210, 280) : (Int.random(in: 1...90, using: &generator), Int.random(in: 1...90, using: &generator))
+            let ours = try source.warpedLanczos(m, width: w, height: h, border: 127)
+            var theirs = RGBImage(width: w, height: h)
+            let status = source.pixels.withUnsafeBufferPointer { src in
+                theirs.pixels.withUnsafeMutableBufferPointer { dst in
+                    m.values.withUnsafeBufferPointer { mp in
+                        cvision_warp_affine_lanczos(src.baseAddress, 320, 200, 320 * 3, 3, mp.baseAddress, dst.baseAddress, Int32(w), Int32(h), Int32(w * 3), 127)
+                    }
+                }
+            }
+            #expect(status == 0)
+            try #require(ours == theirs, "warp \(m.values) to \(w)×\(h) differs from OpenCV")
+        }
+        for (w, h) in [(256, 256), (512, 512), (97, 33), (400, 410), (3, 2)] {
+            let ours = try source.resized(width: w, height: h, interpolation: .lanczos4)
+            var theirs = RGBImage(width: w, height: h)
+            let status = source.pixels.withUnsafeBufferPointer { src in
+                theirs.pixels.withUnsafeMutableBufferPointer { dst in
+                    cvision_resize(src.baseAddress, 320, 200, 320 * 3, 3, dst.baseAddress, Int32(w), Int32(h), Int32(w * 3), 4)
+                }
+            }
+            #expect(status == 0)
+            #expect(ours == theirs, "resize to \(w)×\(h) differs from OpenCV")
+        }
+    }
+
     /// Our evaluation of the shape predictor (prefetching leaves; shape_predictor.cpp) gives exactly
     /// dlib's landmarks, for boxes around the face, off it and partly outside the image.
     @Test func landmarksEqualDlibsOwnEvaluation() throws {

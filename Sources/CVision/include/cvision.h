@@ -28,6 +28,14 @@ int cvision_resize(const uint8_t *src, int width, int height, int stride, int ch
 int cvision_rotate(const uint8_t *src, int width, int height, int stride, int channels,
                    uint8_t *dst, int dst_stride, int code);
 
+typedef struct cvision_brisque cvision_brisque;
+/// OpenCV contrib's BRISQUE with the given model and range files (e.g. Debian opencv-data's
+/// /usr/share/opencv4/quality/brisque_{model,range}_live.yml). NULL on error. One per thread.
+cvision_brisque *cvision_brisque_create(const char *model_path, const char *range_path);
+void cvision_brisque_destroy(cvision_brisque *scorer);
+/// BRISQUE score of a packed RGB image (lower is better; about 0 … 100).
+int cvision_brisque_score(cvision_brisque *scorer, const uint8_t *rgb, int width, int height, int stride, double *score);
+
 typedef struct { int32_t left, top, right, bottom; double score; } cvision_rect;
 
 typedef struct cvision_face_detector cvision_face_detector;
@@ -55,6 +63,21 @@ int cvision_predict_landmarks(const cvision_shape_predictor *predictor, const ui
 /// The same through dlib::shape_predictor itself (needs `with_reference` at load).
 int cvision_predict_landmarks_dlib(const cvision_shape_predictor *predictor, const uint8_t *rgb, int width, int height,
                                    int stride, cvision_rect rect, float *out, int capacity);
+
+// ---- Our own Lanczos-4 kernels (lanczos.cpp): bit-exact to OpenCV 4.6, no OpenCV call, several times
+// faster (integer tables, AVX2 chosen at run time, exact scalar fallback). Unlike the functions above
+// they do not set cvision_last_error(); -1 only means bad arguments (or out of memory).
+
+/// Bit-exact equivalent of cv::warpAffine(src, dst, M, (dw, dh), INTER_LANCZOS4, BORDER_CONSTANT, border) for
+/// packed 8-bit images with 1 or 3 channels (`m` = 2×3 forward matrix, row-major, src→dst; source sides
+/// below 32767). Returns 0, or -1 on bad arguments.
+int cvision_lanczos_warp(const uint8_t *src, int width, int height, int stride, int channels, const double m[6],
+                         uint8_t *dst, int dst_width, int dst_height, int dst_stride, uint8_t border);
+
+/// Bit-exact equivalent of cv::resize(src, dst, (dw, dh), 0, 0, INTER_LANCZOS4) for packed 8-bit images with
+/// 1 or 3 channels. Returns 0, or -1 on bad arguments.
+int cvision_lanczos_resize(const uint8_t *src, int width, int height, int stride, int channels,
+                           uint8_t *dst, int dst_width, int dst_height, int dst_stride);
 
 #ifdef __cplusplus
 }
