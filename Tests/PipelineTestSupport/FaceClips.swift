@@ -29,8 +29,12 @@ public enum FaceClips {
     /// Writes a 25 fps clip of `frames` frames with a tone; frames in `gap` show no face. Tests use
     /// the fast default encoding; benchmarks pass libx264's defaults (medium, CRF 23), which give the
     /// bit rates of downloaded talking-head videos (a few Mbit/s at 720p) and so a realistic decode cost.
+    /// `speech` puts real speech (the LibriVox utterance of `golden/mfcc`, looped) on the track
+    /// instead of a tone; a pure tone is an unusually slow input for FFmpeg's AAC encoder.
     public static func write(_ url: URL, frames: Int, canvas: (Int, Int) = (640, 480), scale: Double = 1.6,
-                             amplitude: Double = 1, gap: Range<Int>? = nil, preset: String = "ultrafast", crf: Int = 14) throws {
+                             amplitude: Double = 1, gap: Range<Int>? = nil, preset: String = "ultrafast", crf: Int = 14,
+                             speech: Bool = false) throws {
+        let voice = speech ? try TalkingClips.speech() : []
         let photo = try astronaut()
         var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
         settings.crf = crf
@@ -41,7 +45,9 @@ public enum FaceClips {
                 ? RGBImage(width: canvas.0, height: canvas.1, fill: 96)
                 : try render(t, photo: photo, canvas: canvas, scale: scale, amplitude: amplitude)
             try writer.writeVideo(Frame(rgb: image))
-            try writer.writeAudio((0..<640).map { Float(0.3 * sin(Double(t * 640 + $0) * 2 * .pi * 220 / 16_000)) })
+            try writer.writeAudio((0..<640).map { i in
+                voice.isEmpty ? Float(0.3 * sin(Double(t * 640 + i) * 2 * .pi * 220 / 16_000)) : voice[(t * 640 + i) % voice.count]
+            })
         }
         try writer.finish()
     }
