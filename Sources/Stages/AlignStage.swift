@@ -38,6 +38,13 @@ public struct AlignStage: Stage {
         public var landmarks: String?
     }
 
+    /// The aligned pieces recorded in a done `align` result.
+    public static func pieces(of result: StageResultRecord) throws -> [Piece] {
+        struct Recorded: Decodable { var pieces: [Piece] }
+        guard let metrics = result.metrics else { return [] }
+        return try JSONDecoder().decode(Recorded.self, from: Data(metrics.utf8)).pieces
+    }
+
     struct Metrics: Codable {
         var pieces: [Piece]
         var rejectedPieces: [Rejected]

@@ -121,12 +121,13 @@ public struct Engine: Sendable {
         var context = StageContext(store: store, configuration: configuration, inputDirectory: options.inputDirectory,
                                    outputDirectory: options.outputDirectory, outputs: outputs,
                                    decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)),
-                                   upstreamFingerprint: "")
+                                   upstreamFingerprint: "", chainFingerprints: [:])
         let planned = plannedStages
         var previous: (stage: any Stage, fingerprint: String)?
         for (stage, fingerprint, upstreamFingerprint) in planned {
             if cancellation.isCancelled { break }
             context.upstreamFingerprint = upstreamFingerprint
+            defer { context.chainFingerprints[stage.id] = Fingerprint.of(stage.id, stage.outputFingerprint, upstreamFingerprint) }
             let downstream = stages.map(\.id).drop { $0 != stage.id }.dropFirst()
             let current = try store.currentResults(stage: stage.id)
             let upstream = try previous.map { try store.currentResults(stage: $0.stage.id) }

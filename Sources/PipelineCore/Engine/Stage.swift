@@ -55,6 +55,10 @@ public struct StageContext: Sendable {
     /// The chained output fingerprints of the stages before this one: everything this stage's
     /// input depends on. Stages that keep scores apart from decisions key them with it.
     public var upstreamFingerprint: String
+    /// Each earlier stage's chained output fingerprint, by stage id: a score computed from one
+    /// stage's files (the aligned clips) is keyed by that stage's entry, so that decisions taken
+    /// in between (thresholds of other stages) do not invalidate it.
+    public var chainFingerprints: [String: String]
 }
 
 /// A stage's verdict on one item. A rejection is data, not an error.

@@ -21,7 +21,8 @@ public final class ClipWriter {
 
     public let settings: Settings
     private let muxer: Muxer
-    private let video: CodecEncoder
+    /// nil when the video is copied packet by packet (`init(path:copyingVideoFrom:…)`).
+    private let video: CodecEncoder?
     private let audio: CodecEncoder?
     private let videoStream: Int
     private let audioStream: Int?
@@ -34,23 +35,47 @@ public final class ClipWriter {
     private var audioCount: Int64 = 0
     private var pendingSamples: [Float] = []
 
-    public init(path: String, settings: Settings, withAudio: Bool = true) throws {
+    public convenience init(path: String, settings: Settings, withAudio: Bool = true) throws {
+        try self.init(path: path, settings: settings, withAudio: withAudio, videoSource: nil)
+    }
+
+    /// A writer that copies an existing H.264 stream's packets (`writeVideoPacket`) instead of
+    /// encoding frames, and encodes new audio: how published clips get their shifted audio without
+    /// a second generation of video compression.
+    public convenience init(path: String, copyingVideoFrom stream: UnsafeMutablePointer<AVStream>, sampleRate: Int) throws {
+        let par = stream.pointee.codecpar!.pointee
+        var settings = Settings(width: Int(par.width), height: Int(par.height))
+        settings.sampleRate = sampleRate
+        try self.init(path: path, settings: settings, withAudio: true, videoSource: stream)
+    }
+
+    private init(path: String, settings: Settings, withAudio: Bool, videoSource: UnsafeMutablePointer<AVStream>?) throws {
         var s = settings
         s.width &= ~1
         s.height &= ~1
         self.settings = s
         muxer = try Muxer(path: path, format: "mp4")
         let globalHeader = (muxer.context.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER) != 0
-        video = try CodecEncoder(codecName: "libx264", options: ["crf": String(s.crf), "preset": s.preset]) { c in
-            c.pointee.width = Int32(s.width)
-            c.pointee.height = Int32(s.height)
-            c.pointee.pix_fmt = AV_PIX_FMT_YUV420P
-            c.pointee.time_base = s.frameRate.inverted.av
-            c.pointee.framerate = s.frameRate.av
-            c.pointee.thread_count = Int32(s.threads)
-            if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+        if let videoSource {
+            video = nil
+            guard let st = avformat_new_stream(muxer.context, nil) else { throw MediaError.allocation("AVStream") }
+            try ff("avcodec_parameters_copy", avcodec_parameters_copy(st.pointee.codecpar, videoSource.pointee.codecpar))
+            st.pointee.codecpar.pointee.codec_tag = 0
+            st.pointee.time_base = videoSource.pointee.time_base
+            videoStream = Int(st.pointee.index)
+        } else {
+            let encoder = try CodecEncoder(codecName: "libx264", options: ["crf": String(s.crf), "preset": s.preset]) { c in
+                c.pointee.width = Int32(s.width)
+                c.pointee.height = Int32(s.height)
+                c.pointee.pix_fmt = AV_PIX_FMT_YUV420P
+                c.pointee.time_base = s.frameRate.inverted.av
+                c.pointee.framerate = s.frameRate.av
+                c.pointee.thread_count = Int32(s.threads)
+                if globalHeader { c.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER }
+            }
+            video = encoder
+            videoStream = try muxer.addStream(for: encoder)
         }
-        videoStream = try muxer.addStream(for: video)
         if s.rotationDegrees % 360 != 0 {
             let st = muxer.context.pointee.streams[videoStream]!
             guard let side = av_stream_new_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, 9 * 4) else { throw MediaError.allocation("display matrix") }
@@ -82,6 +107,7 @@ public final class ClipWriter {
 
     /// Appends one frame at the next timeline slot (any size or pixel format: it is converted).
     public func writeVideo(_ frame: Frame) throws {
+        guard let video else { preconditionFailure("writeVideo on a writer that copies video packets") }
         let f = frame.pointer.pointee
         let signature = (f.width, f.height, f.format)
         if scalerInput == nil || scalerInput! != signature {
@@ -115,6 +141,13 @@ public final class ClipWriter {
         try encode(video, converted, stream: videoStream)
     }
 
+    /// Appends one packet of the copied video stream (timestamps in `timeBase`).
+    public func writeVideoPacket(_ packet: Packet, timeBase: Rational) throws {
+        precondition(video == nil, "writeVideoPacket on a writer that encodes video")
+        try muxer.write(packet, stream: videoStream, timeBase: timeBase)
+        videoCount += 1
+    }
+
     /// Appends mono samples at the writer's sample rate.
     public func writeAudio(_ samples: [Float]) throws {
         guard let audio else { return }
@@ -134,7 +167,7 @@ public final class ClipWriter {
             try encodeAudioChunk(pendingSamples[...])
             pendingSamples.removeAll()
         }
-        try encode(video, nil, stream: videoStream)
+        if let video { try encode(video, nil, stream: videoStream) }
         if let audio, let audioStream { try encode(audio, nil, stream: audioStream) }
         try muxer.finish()
     }

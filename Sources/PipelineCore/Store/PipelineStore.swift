@@ -155,6 +155,16 @@ public struct PipelineStore: Sendable {
         try writer.read { db in try SourceRecord.filter(Column("goneAt") == nil).order(Column("relativePath")).fetchAll(db) }
     }
 
+    /// Sources that were in the input directory once and are no longer.
+    public func goneSources() throws -> [SourceRecord] {
+        try writer.read { db in try SourceRecord.filter(Column("goneAt") != nil).order(Column("relativePath")).fetchAll(db) }
+    }
+
+    /// Every result row (current or not) of the given sources, for cleaning up their files.
+    public func results(sourceIds: [Int64]) throws -> [StageResultRecord] {
+        try writer.read { db in try StageResultRecord.filter(sourceIds.contains(Column("sourceId"))).fetchAll(db) }
+    }
+
     // MARK: Stage results
 
     /// The current (not superseded) result of `stage` for each item, keyed by item.

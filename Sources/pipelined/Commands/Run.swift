@@ -33,6 +33,9 @@ extension Pipelined {
         @Flag(name: .long, help: "Print the run's summary as JSON on stdout (no progress output).")
         var json = false
 
+        @Flag(name: .long, help: "Delete the output files (aligned and published clips, landmarks) of inputs that are gone from --input-dir. Without it they only leave fileslist.txt and manifest.jsonl.")
+        var prune = false
+
         func validate() throws {
             if let until, !StageRegistry.order.contains(until) {
                 throw ValidationError("unknown stage \"\(until)\" for --until; stages: \(StageRegistry.order.joined(separator: ", "))")
@@ -67,6 +70,17 @@ extension Pipelined {
                                                            version: Pipelined.version),
                                     reporter: reporter, cancellation: cancellation)
                 summary = try await engine.run()
+                // The index always describes what is published now, also after an interrupted run.
+                let clips = try DatasetIndex.write(store: pipelineStore, configuration: configuration, outputDirectory: outputDirectory)
+                if !quiet && !json {
+                    FileHandle.standardError.write(Data("dataset: \(clips) clip(s) in \(outputDirectory.appendingPathComponent(DatasetIndex.fileslist).path)\n".utf8))
+                }
+                if prune {
+                    let removed = try DatasetIndex.prune(store: pipelineStore, outputDirectory: outputDirectory)
+                    if !quiet && !json && !removed.isEmpty {
+                        FileHandle.standardError.write(Data("pruned \(removed.count) file(s) of inputs no longer present\n".utf8))
+                    }
+                }
             } catch { throw fail(error) }
             (reporter as? LiveReporter)?.finish()
             withExtendedLifetime((lock, signals)) {}

@@ -1,0 +1,99 @@
+import Foundation
+import PipelineCore
+
+/// The curated dataset's index files, rebuilt from the database after every run:
+///
+/// - `fileslist.txt`: one absolute path of a published clip per line, the list LatentSync's
+///   trainers read (`data.train_fileslist`).
+/// - `manifest.jsonl`: one JSON object per published clip: where it came from (source, scene,
+///   segment, frame range), its offset and sync confidence, its quality score, its face size.
+///
+/// Both are written to a temporary and renamed into place, so a reader (or a crash) sees the
+/// previous complete version or the new one. Clips of sources that left the input directory leave
+/// the index; their files stay until `prune` removes them.
+public enum DatasetIndex {
+    public static let fileslist = "fileslist.txt"
+    public static let manifest = "manifest.jsonl"
+
+    public struct Entry: Codable, Sendable, Equatable {
+        public var video: String
+        public var landmarks: String
+        public var source: String
+        public var scene: Int
+        public var segment: Int
+        public var frames: [Int]
+        public var seconds: Double
+        public var offset: Int
+        public var syncConfidence: Double?
+        public var syncMethod: String
+        public var quality: Double?
+        public var qualityMethod: String
+        public var faceSize: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case video, landmarks, source, scene, segment, frames, seconds, offset
+            case syncConfidence = "sync_confidence", syncMethod = "sync_method", quality, qualityMethod = "quality_method", faceSize = "face_size_px"
+        }
+    }
+
+    /// The published clips of sources still present, in source, scene, segment order.
+    public static func entries(store: PipelineStore, configuration: PipelineConfiguration, outputDirectory: URL) throws -> [Entry] {
+        let published = try store.currentResults(stage: "publish")
+        let fps = Double(configuration.normalize.fps)
+        var entries: [Entry] = []
+        for (source, clip) in try store.clipsOfActiveSources() {
+            guard let row = published["c\(clip.id!)"], row.state == ItemState.done.rawValue,
+                  let scored = ScoredPieces.decode(row.metrics) else { continue }
+            for piece in scored.pieces {
+                guard let path = piece.published else { continue }
+                entries.append(Entry(video: outputDirectory.appendingPathComponent(path).path,
+                                     landmarks: outputDirectory.appendingPathComponent(piece.landmarks).path,
+                                     source: source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex,
+                                     frames: [piece.frames.lowerBound, piece.frames.upperBound], seconds: Double(piece.frames.count) / fps,
+                                     offset: piece.sync?.offset ?? 0, syncConfidence: piece.sync?.confidence, syncMethod: configuration.sync.method,
+                                     quality: piece.quality, qualityMethod: configuration.quality.method, faceSize: piece.faceSize))
+            }
+        }
+        return entries
+    }
+
+    /// Rewrites `fileslist.txt` and `manifest.jsonl` in `outputDirectory`; returns the clip count.
+    @discardableResult
+    public static func write(store: PipelineStore, configuration: PipelineConfiguration, outputDirectory: URL) throws -> Int {
+        let entries = try entries(store: store, configuration: configuration, outputDirectory: outputDirectory)
+        let outputs = OutputFiles(root: outputDirectory)
+        try outputs.publish(fileslist) { try Data(fileslistText(entries).utf8).write(to: URL(fileURLWithPath: $0)) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let lines = try entries.map { String(decoding: try encoder.encode($0), as: UTF8.self) + "\n" }.joined()
+        try outputs.publish(manifest) { try Data(lines.utf8).write(to: URL(fileURLWithPath: $0)) }
+        return entries.count
+    }
+
+    public static func fileslistText(_ entries: [Entry]) -> String { entries.map { $0.video + "\n" }.joined() }
+
+    /// Deletes the files (aligned clips, landmark sidecars, published clips) of sources that left
+    /// the input directory; returns the paths removed.
+    @discardableResult
+    public static func prune(store: PipelineStore, outputDirectory: URL) throws -> [String] {
+        let gone = try store.goneSources().compactMap(\.id)
+        guard !gone.isEmpty else { return [] }
+        var paths = Set<String>()
+        for row in try store.results(sourceIds: gone) {
+            switch row.stage {
+            case "align":
+                for piece in (try? AlignStage.pieces(of: row)) ?? [] { paths.formUnion([piece.video, piece.landmarks].compactMap { $0 }) }
+            case "publish":
+                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] { if let p = piece.published { paths.insert(p) } }
+            default:
+                if let artifact = row.artifactPath { paths.insert(artifact) }
+            }
+        }
+        var removed: [String] = []
+        for path in paths.sorted() {
+            let url = outputDirectory.appendingPathComponent(path)
+            if (try? url.checkResourceIsReachable()) == true, (try? FileManager.default.removeItem(at: url)) != nil { removed.append(path) }
+        }
+        return removed
+    }
+}

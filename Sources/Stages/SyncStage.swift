@@ -1,0 +1,88 @@
+import Foundation
+import PipelineCore
+
+/// Stage 6 `sync`: the audio/video offset and a confidence for every aligned piece of a clip; keep
+/// a piece when the confidence reaches `sync.min_confidence` and |offset| ≤ `sync.max_offset`.
+///
+/// Reference: LatentSync `preprocess/sync_av.py` (SyncNet v2 on re-detected face crops; keep when
+/// conf ≥ 3 and |offset| ≤ 6; the audio of kept clips is shifted by the offset). Here the method is
+/// pluggable (`SyncMethod`); the default `correlation` needs no weights. The offset is applied when
+/// the clip is published (stage 8), sample-exactly from the source's audio.
+///
+/// Scores are kept apart from decisions: they are stored under a key of the method, its settings
+/// and everything upstream, so changing a threshold re-decides from the stored scores.
+public struct SyncStage: Stage {
+    public let id = "sync"
+    public let unit = WorkUnit.clip
+    public let configuration: PipelineConfiguration.Sync
+    public let normalize: PipelineConfiguration.Normalize
+
+    public init(configuration: PipelineConfiguration) {
+        self.configuration = configuration.sync
+        self.normalize = configuration.normalize
+    }
+
+    /// The configured method (the configuration reader only accepts known names).
+    public static func method(_ c: PipelineConfiguration.Sync) throws -> any SyncMethod {
+        switch c.method {
+        case "correlation": CorrelationSync(search: c.searchFrames)
+        default: throw SyncMethodError.unknownMethod(c.method)
+        }
+    }
+
+    public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
+
+    public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
+        let pieces = try ScoredPieces.kept(by: "align", item: item, in: context)
+        let method = try Self.method(configuration)
+        let scoreKey = Fingerprint.of(id, method.name, method.fingerprint, ScoredPieces.alignedFingerprint(context))
+        let earlier = try ScoredPieces.earlier(stage: id, item: item, scoreKey: scoreKey, in: context)
+        var measured = 0
+        var reader: NormalizedReader?
+        var result: [CuratedPiece] = []
+        for var piece in pieces {
+            if let stored = earlier[piece.video]?.sync {
+                piece.sync = stored
+            } else {
+                if reader == nil {
+                    guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: Rational(Int64(normalize.fps), 1), from: context.store) else {
+                        throw StageError(stage: id, item: item.name, message: "no frame map recorded; rerun stage broken")
+                    }
+                    reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: 1)
+                }
+                let sidecar = try AlignedLandmarks(serialized: Data(contentsOf: context.outputDirectory.appendingPathComponent(piece.landmarks)))
+                guard sidecar.landmarks.count == piece.frames.count else {
+                    throw StageError(stage: id, item: item.name, message: "\(piece.landmarks) has \(sidecar.landmarks.count) frames, expected \(piece.frames.count)")
+                }
+                let audio = try reader!.audioSamples(frames: piece.frames)
+                do {
+                    piece.sync = try method.measure(landmarks: sidecar.landmarks, audio: audio)
+                } catch let error as SyncMethodError {
+                    piece.kept = false
+                    piece.reason = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1): \(error)"
+                }
+                measured += 1
+            }
+            if let m = piece.sync { decide(&piece, m, method: method.name) }
+            result.append(piece)
+        }
+        let metrics = metricsJSON(ScoredPieces(scoreKey: scoreKey, measured: measured, pieces: result))
+        if let first = result.first(where: \.kept) { return .done(metrics: metrics, artifact: first.video, handOn: HandOn()) }
+        let reason = result.isEmpty ? "no aligned piece to measure" : result.compactMap(\.reason).joined(separator: "; ")
+        return .rejected(reason: reason, metrics: metrics, handOn: HandOn())
+    }
+
+    private func decide(_ piece: inout CuratedPiece, _ m: SyncMeasurement, method: String) {
+        let span = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1)"
+        if m.confidence < configuration.minConfidence {
+            piece.kept = false
+            piece.reason = String(format: "%@: sync confidence %.3f below %.3f (%@)", span, m.confidence, configuration.minConfidence, method)
+        } else if abs(m.offset) > configuration.maxOffset {
+            piece.kept = false
+            piece.reason = "\(span): audio offset \(m.offset) frames, more than \(configuration.maxOffset)"
+        } else {
+            piece.kept = true
+            piece.reason = nil
+        }
+    }
+}
