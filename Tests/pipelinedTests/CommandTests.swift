@@ -58,7 +58,7 @@ import Testing
         #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "clips", "clipSeconds", "stages", "rejections", "failures", "lastRun"])
         #expect(object["schemaVersion"] as? Int == 1)
         let stages = object["stages"] as! [[String: Any]]
-        #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment", "align"])
+        #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment", "align", "sync", "quality", "publish"])
         #expect(Set(stages[0].keys).isSuperset(of: ["stage", "done", "rejected", "failed", "pending", "running", "workSeconds"]))
         #expect(stages[0]["done"] as? Int == 1 && stages[0]["rejected"] as? Int == 1 && stages[1]["done"] as? Int == 1)
         let rejection = (object["rejections"] as! [[String: Any]]).first!

@@ -1,0 +1,191 @@
+import Foundation
+import PipelineCore
+
+/// `pipelined report --html`: one self-contained HTML page (inline CSS and SVG, no scripts, no
+/// external files) with the per-stage funnel, histograms of sync offset, sync confidence and
+/// quality score with their thresholds, rejection reasons with counts and examples, and the
+/// throughput of every stage.
+public enum ReportPage {
+    /// Every measured piece of the current sync and quality results (kept or not).
+    public struct Scores: Sendable {
+        public var offsets: [Double] = []
+        public var confidences: [Double] = []
+        public var qualities: [Double] = []
+        public var published = 0
+
+        public static func load(store: PipelineStore) throws -> Scores {
+            var scores = Scores()
+            let active = Set(try store.activeSources().compactMap(\.id))
+            for row in try store.currentResults(stage: "sync").values where active.contains(row.sourceId) {
+                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] {
+                    if let m = piece.sync { scores.offsets.append(Double(m.offset)); scores.confidences.append(m.confidence) }
+                }
+            }
+            for row in try store.currentResults(stage: "quality").values where active.contains(row.sourceId) {
+                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] { if let q = piece.quality { scores.qualities.append(q) } }
+            }
+            for row in try store.currentResults(stage: "publish").values where active.contains(row.sourceId) && row.state == ItemState.done.rawValue {
+                scores.published += ScoredPieces.decode(row.metrics)?.pieces.filter { $0.published != nil }.count ?? 0
+            }
+            return scores
+        }
+    }
+
+    public static func html(report: StatusReport, scores: Scores, configuration: PipelineConfiguration, generated: Date = Date()) -> String {
+        let sync = configuration.sync, quality = configuration.quality
+        var body = """
+        <h1>pipelined dataset report</h1>
+        <p class="meta">\(escape(report.database)) · generated \(escape(ISO8601DateFormatter().string(from: generated)))\
+        \(report.lastRun.map { " · last run #\($0.id) \(escape($0.status))" } ?? "")</p>
+        <div class="tiles">
+        \(tile("inputs", "\(report.activeSources)", report.goneSources > 0 ? "\(report.goneSources) gone" : "present"))
+        \(tile("clips", "\(report.clips)", String(format: "%.1f min planned", report.clipSeconds / 60)))
+        \(tile("published", "\(scores.published)", "in fileslist.txt"))
+        \(tile("failed", "\(report.failures.count)", "items with errors"))
+        </div>
+        <h2>Funnel</h2>
+        \(funnel(report.stages))
+        <h2>Scores</h2>
+        <div class="plots">
+        \(histogram(title: "Sync offset (frames; + = audio leads)", values: scores.offsets, range: Double(-sync.searchFrames)...Double(sync.searchFrames),
+                    bins: 2 * sync.searchFrames + 1, thresholds: [Double(-sync.maxOffset) - 0.5, Double(sync.maxOffset) + 0.5], keep: "inside"))
+        \(histogram(title: "Sync confidence (\(escape(sync.method)))", values: scores.confidences, range: rangeOf(scores.confidences, including: sync.minConfidence),
+                    bins: 24, thresholds: [sync.minConfidence], keep: "right"))
+        \(histogram(title: "Quality (\(escape(quality.method)); lower is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.maxBrisque),
+                    bins: 24, thresholds: [quality.maxBrisque], keep: "left"))
+        </div>
+        <h2>Rejections</h2>
+        \(rejections(report.rejections))
+        <h2>Throughput</h2>
+        \(throughput(report.stages))
+        """
+        if !report.failures.isEmpty {
+            body += "<h2>Failures</h2><table><tr><th>stage</th><th>item</th><th>error</th><th>attempts</th></tr>"
+            for f in report.failures.prefix(50) {
+                body += "<tr><td>\(escape(f.stage))</td><td>\(escape(f.item))</td><td>\(escape(f.reason))</td><td>\(f.attempts)\(f.final ? " (final)" : "")</td></tr>"
+            }
+            body += "</table>"
+        }
+        return """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>pipelined report</title>
+        <style>
+        body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+        h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+        .meta{color:#666;margin:0 0 16px}.tiles{display:flex;gap:12px;flex-wrap:wrap}
+        .tile{border:1px solid #ddd;border-radius:6px;padding:10px 16px;min-width:150px}.tile b{display:block;font-size:24px}
+        .tile span{color:#666}.plots{display:flex;flex-wrap:wrap;gap:16px}
+        table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}
+        th{background:#f6f6f6}.num{text-align:right}.ex{color:#555;font-size:12px}svg text{font:12px system-ui,sans-serif;fill:#333}
+        </style></head><body>
+        \(body)
+        </body></html>
+
+        """
+    }
+
+    static func tile(_ label: String, _ value: String, _ note: String) -> String {
+        "<div class=\"tile\"><span>\(escape(label))</span><b>\(escape(value))</b><span>\(escape(note))</span></div>"
+    }
+
+    static let colors = (done: "#3a9d5d", rejected: "#e0a030", failed: "#d04040", pending: "#c8c8c8")
+
+    /// One bar per stage, split into done / rejected / failed / pending, scaled to the largest stage.
+    static func funnel(_ stages: [StatusReport.StageCounts]) -> String {
+        let width = 1000.0, left = 90.0, barHeight = 22.0, gap = 8.0
+        let total = { (s: StatusReport.StageCounts) in s.done + s.rejected + s.failed + s.pending + s.running }
+        let most = Double(max(1, stages.map(total).max() ?? 1))
+        var svg = "<svg class=\"funnel\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(Double(stages.count) * (barHeight + gap) + 30))\" role=\"img\" aria-label=\"funnel\">"
+        for (i, s) in stages.enumerated() {
+            let y = Double(i) * (barHeight + gap)
+            svg += "<text x=\"0\" y=\"\(y + 15)\">\(escape(s.stage))</text>"
+            var x = left
+            for (count, color, name) in [(s.done, colors.done, "done"), (s.rejected, colors.rejected, "rejected"), (s.failed, colors.failed, "failed"),
+                                         (s.pending + s.running, colors.pending, "pending")] where count > 0 {
+                let w = (width - left - 140) * Double(count) / most
+                svg += "<rect x=\"\(fmt(x))\" y=\"\(fmt(y))\" width=\"\(fmt(w))\" height=\"\(fmt(barHeight))\" fill=\"\(color)\"><title>\(escape(s.stage)): \(count) \(name)</title></rect>"
+                x += w
+            }
+            svg += "<text x=\"\(fmt(x + 6))\" y=\"\(y + 15)\">\(s.done) done · \(s.rejected) rejected\(s.failed > 0 ? " · \(s.failed) failed" : "")\(s.pending + s.running > 0 ? " · \(s.pending + s.running) pending" : "")</text>"
+        }
+        let legendY = Double(stages.count) * (barHeight + gap) + 14
+        var lx = left
+        for (name, color) in [("done", colors.done), ("rejected", colors.rejected), ("failed", colors.failed), ("pending", colors.pending)] {
+            svg += "<rect x=\"\(fmt(lx))\" y=\"\(fmt(legendY - 10))\" width=\"12\" height=\"12\" fill=\"\(color)\"/><text x=\"\(fmt(lx + 16))\" y=\"\(fmt(legendY))\">\(name)</text>"
+            lx += 90
+        }
+        return svg + "</svg>"
+    }
+
+    static func rangeOf(_ values: [Double], including threshold: Double) -> ClosedRange<Double> {
+        let lo = min(values.min() ?? threshold, threshold), hi = max(values.max() ?? threshold, threshold)
+        let pad = max(1e-6, (hi - lo) * 0.05)
+        return (lo - pad)...(hi + pad)
+    }
+
+    /// A histogram of `values` over `range` with dashed threshold lines; `keep` says which side passes.
+    static func histogram(title: String, values: [Double], range: ClosedRange<Double>, bins: Int, thresholds: [Double], keep: String) -> String {
+        let width = 340.0, height = 220.0, left = 36.0, bottom = 40.0, top = 28.0
+        var counts = [Int](repeating: 0, count: bins)
+        let span = range.upperBound - range.lowerBound
+        for v in values {
+            let b = Int(((v - range.lowerBound) / span * Double(bins)).rounded(.down))
+            counts[min(bins - 1, max(0, b))] += 1
+        }
+        let most = Double(max(1, counts.max() ?? 1))
+        let plotW = width - left - 26, plotH = height - top - bottom
+        func x(_ v: Double) -> Double { left + (v - range.lowerBound) / span * plotW }
+        var svg = "<svg class=\"histogram\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        svg += "<text x=\"0\" y=\"16\" font-weight=\"bold\">\(escape(title))</text>"
+        svg += "<line x1=\"\(left)\" y1=\"\(top + plotH)\" x2=\"\(left + plotW)\" y2=\"\(top + plotH)\" stroke=\"#888\"/>"
+        for (i, c) in counts.enumerated() where c > 0 {
+            let h = plotH * Double(c) / most
+            let x0 = left + plotW * Double(i) / Double(bins)
+            svg += "<rect x=\"\(fmt(x0 + 0.5))\" y=\"\(fmt(top + plotH - h))\" width=\"\(fmt(max(1, plotW / Double(bins) - 1)))\" height=\"\(fmt(h))\" fill=\"#4a78b5\"><title>\(c)</title></rect>"
+        }
+        svg += "<text x=\"\(left - 4)\" y=\"\(fmt(top + 4))\" text-anchor=\"end\">\(Int(most))</text><text x=\"\(left - 4)\" y=\"\(fmt(top + plotH))\" text-anchor=\"end\">0</text>"
+        for tick in [range.lowerBound, (range.lowerBound + range.upperBound) / 2, range.upperBound] {
+            svg += "<text x=\"\(fmt(x(tick)))\" y=\"\(fmt(top + plotH + 16))\" text-anchor=\"middle\">\(String(format: span >= 10 ? "%.0f" : "%.2f", tick))</text>"
+        }
+        for t in thresholds where range.contains(t) {
+            svg += "<line x1=\"\(fmt(x(t)))\" y1=\"\(top)\" x2=\"\(fmt(x(t)))\" y2=\"\(fmt(top + plotH))\" stroke=\"#d04040\" stroke-dasharray=\"4 3\"/>"
+        }
+        let note = values.isEmpty ? "no scores yet" : "\(values.count) clips · kept: \(keep) of the red line\(thresholds.count > 1 ? "s" : "")"
+        svg += "<text x=\"\(left)\" y=\"\(fmt(height - 6))\" fill=\"#666\">\(escape(note))</text>"
+        return svg + "</svg>"
+    }
+
+    static func rejections(_ groups: [StatusReport.Rejection]) -> String {
+        guard !groups.isEmpty else { return "<p>No rejections.</p>" }
+        var html = "<table class=\"rejections\"><tr><th>stage</th><th>reason</th><th class=\"num\">count</th><th>examples</th></tr>"
+        for g in groups {
+            let examples = g.examples.map { "<div class=\"ex\">\(escape($0.item)): \(escape($0.reason))</div>" }.joined()
+            html += "<tr><td>\(escape(g.stage))</td><td>\(escape(g.reason))</td><td class=\"num\">\(g.count)</td><td>\(examples)</td></tr>"
+        }
+        return html + "</table>"
+    }
+
+    /// Items per second of work (per busy worker) for each stage.
+    static func throughput(_ stages: [StatusReport.StageCounts]) -> String {
+        let width = 1000.0, left = 90.0, barHeight = 18.0, gap = 6.0
+        let rates = stages.map { $0.itemsPerSecond ?? 0 }
+        let most = max(1e-9, rates.max() ?? 1)
+        var svg = "<svg class=\"throughput\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(Double(stages.count) * (barHeight + gap) + 4))\" role=\"img\" aria-label=\"throughput\">"
+        for (i, s) in stages.enumerated() {
+            let y = Double(i) * (barHeight + gap)
+            let w = (width - left - 260) * rates[i] / most
+            svg += "<text x=\"0\" y=\"\(fmt(y + 13))\">\(escape(s.stage))</text>"
+            svg += "<rect x=\"\(left)\" y=\"\(fmt(y))\" width=\"\(fmt(max(0, w)))\" height=\"\(barHeight)\" fill=\"#7a5fb0\"/>"
+            let label = s.itemsPerSecond.map { String(format: "%.2f items/s per worker · %.1f s of work", $0, s.workSeconds) } ?? "no work recorded"
+            svg += "<text x=\"\(fmt(left + w + 6))\" y=\"\(fmt(y + 13))\">\(label)</text>"
+        }
+        return svg + "</svg>"
+    }
+
+    static func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import PipelineCore
+import Stages
+
+extension Pipelined {
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a self-contained HTML report: funnel, score histograms, rejection reasons, throughput.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Option(name: .long, help: "Where to write the page.")
+        var html: String
+
+        @Option(name: .long, help: "pipeline.conf used for the run (its thresholds are drawn on the histograms).",
+                transform: { URL(fileURLWithPath: $0) })
+        var config: URL?
+
+        func run() throws {
+            let outputDirectory = store.outputDir ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+            let path = store.databasePath(outputDirectory: outputDirectory)
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw fail(CLIError("no database at \(path); pass --output-dir or --db, or run `pipelined run` first"))
+            }
+            do {
+                let configuration = try PipelineConfiguration.load(config)
+                let pipelineStore = try PipelineStore(path: path)
+                let report = try StatusReport.load(from: pipelineStore, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
+                let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration)
+                let target = URL(fileURLWithPath: html).standardizedFileURL
+                try Data(page.utf8).write(to: target, options: .atomic)
+                FileHandle.standardError.write(Data("report written to \(target.path)\n".utf8))
+            } catch { throw fail(error) }
+        }
+    }
+}
