@@ -71,6 +71,8 @@ let package = Package(
         .executableTarget(name: "ScanBenchmark", dependencies: ["Stages", "PipelineCore"], path: "Benchmarks/ScanBenchmark"),
         /** Stage 5 aligned frames per second and where the time goes, on generated 720p face clips. */
         .executableTarget(name: "AlignBenchmark", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"], path: "Benchmarks/AlignBenchmark"),
+        /** The demo's talking-head inputs (a photo whose mouth follows speech), for scripts/demo.sh. */
+        .executableTarget(name: "SampleInputs", dependencies: ["PipelineCore", "PipelineTestSupport"], path: "Benchmarks/SampleInputs"),
 
         // MARK: Tests
 

@@ -3,7 +3,7 @@
 # and show the status. Output lands in ./sample/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh release
+scripts/setup.sh release --demo
 bin="$(swift build -c release --show-bin-path)/pipelined"
 
 raw=sample/raw
@@ -17,7 +17,19 @@ if [ ! -f "$face" ]; then
     (cd sample/tmp && apt-get download python3-skimage >/dev/null 2>&1 && \
      dpkg-deb --fsys-tarfile python3-skimage_*_all.deb | tar -x -O --wildcards '*skimage/data/astronaut.png' > astronaut.png) || rm -f "$face"
 fi
-# The photo, drifting slowly as a talking head does, on a 1280x720 canvas.
+# Talking heads: the photo's mouth opens with the loudness of speech (espeak-ng), on a 1280x720
+# canvas; one clip in sync, one with its audio 3 frames early (fixed when published), one 10 frames
+# late (rejected: beyond the ±6 frames kept).
+if [ -f "$face" ] && [ ! -f "$raw/interviews/talk_in_sync.mp4" ]; then
+    espeak-ng -v en-us -s 140 -w sample/tmp/speech.wav "The quick brown fox jumps over the lazy dog. \
+        Every clip in this folder becomes a row in the database, with a reason for every decision. \
+        Clips that pass every stage land in the high visual quality folder, ready for training."
+    gen -i sample/tmp/speech.wav -ac 1 -ar 16000 -f f32le sample/tmp/speech.f32
+    swift build -c release --product SampleInputs >&2
+    "$(swift build -c release --show-bin-path)/SampleInputs" "$face" sample/tmp/speech.f32 "$raw/interviews"
+fi
+# The photo, drifting slowly but silent-lipped over a tone (stage 6 rejects it: the mouth does not
+# follow the sound), on a 1280x720 canvas.
 moving_face='scale=1024:1024,pad=1200:1200:(ow-iw)/2:(oh-ih)/2:color=0x808080,crop=960:540:120+40*sin(2*PI*t/5):200+20*cos(2*PI*t/4),scale=1280:720,format=yuv420p'
 if [ -f "$face" ]; then
     [ -f "$raw/interviews/astronaut_30fps_stereo.mp4" ] || gen -loop 1 -framerate 30 -i "$face" -f lavfi -i "sine=frequency=200:beep_factor=3:sample_rate=44100" \
@@ -41,4 +53,8 @@ fi
 echo
 "$bin" status --output-dir sample/out
 echo
-echo "aligned clips: sample/out/aligned/"
+echo
+"$bin" report --output-dir sample/out --html sample/out/report.html --config pipeline.conf
+echo "dataset: $(wc -l < sample/out/fileslist.txt) clip(s) in sample/out/high_visual_quality/ (listed in sample/out/fileslist.txt, described in sample/out/manifest.jsonl)"
+echo "report:  sample/out/report.html"
+echo "aligned pieces and landmarks: sample/out/aligned/"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pipelined needs on Debian 12 (idempotent; needs root or sudo for apt) and builds it.
-# Usage: scripts/setup.sh [debug|release] [--tests]   (default: debug; --tests adds what only the
-# test suite needs: headless Chromium, which checks that `pipelined report` renders)
+# Usage: scripts/setup.sh [debug|release] [--tests] [--demo]   (default: debug; --tests adds what
+# only the test suite needs: headless Chromium, which checks that `pipelined report` renders;
+# --demo adds espeak-ng, the speech of the demo's talking-head inputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-debug}"
@@ -9,7 +10,13 @@ config="${1:-debug}"
 # opencv-data: the BRISQUE model files of stage 7; libdlib-data: the 68-point landmark model of stage 5.
 packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev
           libopencv-dev libopencv-contrib-dev opencv-data libdlib-dev libdlib-data libblas-dev liblapack-dev)
-[ "${2:-}" = "--tests" ] && packages+=(chromium)
+for extra in "${@:2}"; do
+    case "$extra" in
+        --tests) packages+=(chromium) ;;
+        --demo) packages+=(espeak-ng) ;;
+        *) echo "setup: unknown option $extra" >&2; exit 64 ;;
+    esac
+done
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

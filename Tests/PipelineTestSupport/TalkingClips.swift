@@ -86,14 +86,20 @@ public enum TalkingClips {
         }
     }
 
-    /// Writes a 25 fps talking clip of `frames` frames whose audio leads the mouth by `offset` frames.
+    /// Writes a 25 fps talking clip of `frames` frames whose audio leads the mouth by `offset` frames
+    /// (the astronaut of `golden/affine` speaking the utterance of `golden/mfcc`).
     public static func write(_ url: URL, frames: Int, offset: Int, canvas: (Int, Int) = (640, 480), scale: Double = 1.6) throws {
-        let photo = try FaceClips.astronaut()
-        let speech = try speech()
+        try write(url, frames: frames, offset: offset, photo: FaceClips.astronaut(), speech: speech(), canvas: canvas, scale: scale)
+    }
+
+    /// The same with a given photo (scikit-image's 512×512 astronaut: the mouth position is its) and
+    /// 16 kHz mono speech.
+    public static func write(_ url: URL, frames: Int, offset: Int, photo: RGBImage, speech: [Float], canvas: (Int, Int), scale: Double,
+                             crf: Int = 16, preset: String = "ultrafast") throws {
         let levels = mouthLevels(speech, frames: frames)
         var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
-        settings.crf = 16
-        settings.preset = "ultrafast"
+        settings.crf = crf
+        settings.preset = preset
         let writer = try ClipWriter(path: url.path, settings: settings)
         let audio = shiftedAudio(speech, frames: frames, offset: offset)
         for t in 0..<frames {
