@@ -157,6 +157,7 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         align.tracker.redetectEvery = try reader.int("align", "redetect_every", align.tracker.redetectEvery, range: 1...10_000)
         align.tracker.minFaceWidth = try reader.int("align", "min_face_width", align.tracker.minFaceWidth, range: 1...8192)
         align.tracker.minFaceHeight = try reader.int("align", "min_face_height", align.tracker.minFaceHeight, range: 1...8192)
+        align.tracker.refreshAroundFace = try reader.bool("align", "refresh_around_face", align.tracker.refreshAroundFace)
         sync.method = try reader.string("sync", "method", sync.method, allowed: ["correlation"])
         sync.searchFrames = try reader.int("sync", "search_frames", sync.searchFrames, range: 1...50)
         sync.minConfidence = try reader.double("sync", "min_confidence", sync.minConfidence, range: -1_000...1_000)

@@ -59,6 +59,20 @@ public struct RGBImage: Sendable, Equatable {
         return out
     }
 
+    /// The `width` × `height` part of the image at (`x`, `y`) (must lie inside it).
+    public func cropped(x: Int, y: Int, width: Int, height: Int) -> RGBImage {
+        precondition(x >= 0 && y >= 0 && width > 0 && height > 0 && x + width <= self.width && y + height <= self.height, "crop outside the image")
+        var out = RGBImage(width: width, height: height)
+        pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                for row in 0..<height {
+                    (dst.baseAddress! + row * width * 3).update(from: src.baseAddress! + ((y + row) * self.width + x) * 3, count: width * 3)
+                }
+            }
+        }
+        return out
+    }
+
     /// The image turned `degrees` clockwise (0, 90, 180 or 270).
     public func rotated(clockwise degrees: Int) throws -> RGBImage {
         let d = ((degrees % 360) + 360) % 360
