@@ -108,12 +108,15 @@ public final class FaceTracker {
             let x0 = max(0, Int(minX - side)), y0 = max(0, Int(minY - 1.2 * side))
             let x1 = min(image.width, Int(maxX + side)), y1 = min(image.height, Int(maxY + side))
             if x1 - x0 >= 80, y1 - y0 >= 80 {
-                boxes = try detectBoxes(in: image.cropped(x: x0, y: y0, width: x1 - x0, height: y1 - y0), frameWidth: image.width)
+                // Scaled so the face spans about 140 px: well above the HOG window (80 px), and no
+                // larger than the full-frame search would see it.
+                let scale = max(frameScale(image.width), side / Self.regionFaceSize, 1)
+                boxes = try detectBoxes(in: image.cropped(x: x0, y: y0, width: x1 - x0, height: y1 - y0), scale: scale)
                     .map { FaceBox(left: $0.left + x0, top: $0.top + y0, right: $0.right + x0, bottom: $0.bottom + y0, score: $0.score) }
                 statistics.regionDetections += 1
             }
         }
-        if !boxes.contains(where: acceptable) { boxes = try detectBoxes(in: image, frameWidth: image.width) }
+        if !boxes.contains(where: acceptable) { boxes = try detectBoxes(in: image, scale: frameScale(image.width)) }
         statistics.detections += 1
         statistics.detectSeconds += Date().timeIntervalSince(start)
         guard let face = boxes.filter(acceptable).max(by: { $0.area < $1.area }) else {
@@ -135,10 +138,16 @@ public final class FaceTracker {
         return points
     }
 
-    /// Faces in `image` (the whole frame or a part of it), detected at the scale that brings a frame
-    /// `frameWidth` wide down to `detectWidth`, in `image`'s coordinates.
-    private func detectBoxes(in image: RGBImage, frameWidth: Int) throws -> [FaceBox] {
-        let scale = settings.detectWidth > 0 && frameWidth > settings.detectWidth ? Double(frameWidth) / Double(settings.detectWidth) : 1
+    static let regionFaceSize = 140.0
+
+    /// How much a frame `width` wide is reduced for detection (`detect_width`).
+    private func frameScale(_ width: Int) -> Double {
+        settings.detectWidth > 0 && width > settings.detectWidth ? Double(width) / Double(settings.detectWidth) : 1
+    }
+
+    /// Faces in `image` (the whole frame or a part of it), detected on a copy reduced `scale` times,
+    /// in `image`'s coordinates.
+    private func detectBoxes(in image: RGBImage, scale: Double) throws -> [FaceBox] {
         let small = scale > 1
             ? try image.resized(width: max(1, Int((Double(image.width) / scale).rounded())), height: max(1, Int((Double(image.height) / scale).rounded())),
                                 interpolation: .area)
