@@ -19,6 +19,8 @@ public enum DatasetIndex {
         public var video: String
         public var landmarks: String
         public var source: String
+        /// Numbered as in the file names and `status`: scenes from 1 (PySceneDetect's numbering),
+        /// segments within a scene from 0.
         public var scene: Int
         public var segment: Int
         public var frames: [Int]
@@ -48,7 +50,7 @@ public enum DatasetIndex {
                 guard let path = piece.published else { continue }
                 entries.append(Entry(video: outputDirectory.appendingPathComponent(path).path,
                                      landmarks: outputDirectory.appendingPathComponent(piece.landmarks).path,
-                                     source: source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex,
+                                     source: source.relativePath, scene: clip.sceneIndex + 1, segment: clip.segmentIndex,
                                      frames: [piece.frames.lowerBound, piece.frames.upperBound], seconds: Double(piece.frames.count) / fps,
                                      offset: piece.sync?.offset ?? 0, syncConfidence: piece.sync?.confidence, syncMethod: configuration.sync.method,
                                      quality: piece.quality, qualityMethod: configuration.quality.method, faceSize: piece.faceSize))

@@ -78,7 +78,7 @@ import Testing
             let measured = try #require(piece["sync"] as? [String: Any])
             #expect(entry.offset == measured["offset"] as? Int)
             #expect(abs(entry.syncConfidence! - (measured["confidence"] as! Double)) < 1e-12 && abs(entry.quality! - (piece["quality"] as! Double)) < 1e-12)
-            #expect(entry.frames == [0, 135] && entry.syncMethod == "correlation", "\(entry)")
+            #expect(entry.frames == [0, 135] && entry.scene == 1 && entry.segment == 0 && entry.syncMethod == "correlation", "\(entry)")
             // The published audio is in sync: measured again on the file, offset 0 ± 1.
             let again = try Self.remeasure(video: entry.video, landmarks: entry.landmarks)
             #expect(abs(again.offset) <= 1, "\(entry.source) after publishing: offset \(again.offset)")
