@@ -1,3 +1,4 @@
+import CFFmpeg
 import Foundation
 import PipelineCore
 import PipelineTestSupport
@@ -21,6 +22,26 @@ import Testing
         #expect(ours.count == 298 && ours.allSatisfy { $0.count == 13 })
         let worst = zip(ours.flatMap { $0 }, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
         #expect(worst <= 1e-9, "MFCC differs by up to \(worst) (relative)")
+    }
+
+    /// The transform's spare buffer room must not carry whatever the heap held before: blocks of
+    /// the buffers' sizes are filled with garbage and freed first, so a RealFFT that reused them
+    /// without zeroing would give the quiet last frame a wrong energy (it did, one run in eight).
+    @Test func spectraDoNotDependOnWhatTheHeapHeld() throws {
+        let g = try Self.file("mfcc/mfcc.safetensors")
+        let samples = try g.int16("waveform_int16").map(Double.init)
+        let expected = try g.float64("mfcc")
+        for _ in 0..<4 {
+            let blocks = [512 * 8 + 64, 258 * 16 + 64].map { size -> UnsafeMutableRawPointer in
+                let p = av_malloc(size)!
+                memset(p, 0x5A, size)
+                return p
+            }
+            blocks.forEach { av_free($0) }
+            let ours = try MFCC().features(samples).flatMap { $0 }
+            let worst = zip(ours, expected).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+            #expect(worst <= 1e-9, "MFCC differs by up to \(worst) after the heap held garbage")
+        }
     }
 
     @Test func melMatchesLatentSync() throws {

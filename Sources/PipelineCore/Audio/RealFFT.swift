@@ -19,10 +19,12 @@ public final class RealFFT {
         guard let ctx, let fn else { throw .allocation("AVTXContext") }
         context = ctx
         transform = fn
-        // av_tx wants SIMD-aligned buffers; the RDFT also writes one complex value past N/2 in some
-        // implementations, so the output gets a spare element.
-        input = UnsafeMutableRawPointer(av_malloc(length * 8 + 64)!).bindMemory(to: Double.self, capacity: length + 8)
-        output = UnsafeMutableRawPointer(av_malloc((length / 2 + 2) * 16 + 64)!).bindMemory(to: AVComplexDouble.self, capacity: length / 2 + 2)
+        // av_tx wants SIMD-aligned buffers. libavutil 57's real transform also reads (and may write)
+        // a little past N input samples and N/2 + 1 outputs: both buffers get spare room, zeroed
+        // once and never written by us, or those reads return whatever the heap held before (seen
+        // as a wrong energy in the quiet last MFCC frame of one run in eight).
+        input = UnsafeMutableRawPointer(av_mallocz(length * 8 + 64)!).bindMemory(to: Double.self, capacity: length + 8)
+        output = UnsafeMutableRawPointer(av_mallocz((length / 2 + 2) * 16 + 64)!).bindMemory(to: AVComplexDouble.self, capacity: length / 2 + 6)
     }
 
     deinit {

@@ -18,11 +18,8 @@ extension Pipelined {
         var config: URL?
 
         func run() throws {
-            let outputDirectory = store.outputDir ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-            let path = store.databasePath(outputDirectory: outputDirectory)
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw fail(CLIError("no database at \(path); pass --output-dir or --db, or run `pipelined run` first"))
-            }
+            let outputDirectory: URL, path: String
+            do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
             do {
                 let configuration = try PipelineConfiguration.load(config)
                 let pipelineStore = try PipelineStore(path: path)

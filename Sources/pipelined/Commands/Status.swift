@@ -17,11 +17,8 @@ extension Pipelined {
         var failed = false
 
         func run() throws {
-            let outputDirectory = store.outputDir ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-            let path = store.databasePath(outputDirectory: outputDirectory)
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw fail(CLIError("no database at \(path); pass --output-dir or --db, or run `pipelined run` first"))
-            }
+            let path: String
+            do { path = try store.existingDatabase().path } catch { throw fail(error) }
             let report: StatusReport
             do {
                 report = try StatusReport.load(from: PipelineStore(path: path), stages: StageRegistry.units,

@@ -13,4 +13,15 @@ struct StoreOptions: ParsableArguments {
     func databasePath(outputDirectory: URL) -> String {
         db ?? outputDirectory.appendingPathComponent("pipelined.sqlite").path
     }
+
+    /// For commands that read a finished run (`status`, `report`, `export`): the output directory
+    /// (default: the current one) and its database, which must exist.
+    func existingDatabase() throws -> (outputDirectory: URL, path: String) {
+        let outputDirectory = outputDir ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        let path = databasePath(outputDirectory: outputDirectory)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CLIError("no database at \(path); pass --output-dir or --db, or run `pipelined run` first")
+        }
+        return (outputDirectory, path)
+    }
 }
