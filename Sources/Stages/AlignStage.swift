@@ -28,7 +28,8 @@ public struct AlignStage: Stage {
         self.minFrames = SegmentStage(configuration: configuration).plan.minFrames
     }
 
-    public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration), String(minFrames)) }
+    // v2: right-edge pixels of widths that are not a multiple of 16 converted (PackedPictureConverter).
+    public var fingerprint: String { Fingerprint.of("v2", Fingerprint.canonicalJSON(configuration), String(minFrames)) }
 
     /// One run of consecutive frames with a face, and where its aligned copy goes.
     public struct Piece: Codable, Sendable, Equatable {

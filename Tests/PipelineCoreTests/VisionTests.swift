@@ -98,6 +98,39 @@ import Testing
         #expect(compared == 150)
     }
 
+    /// `image(of:)` (written straight into the image's storage) equals the buffer conversion and
+    /// `ffmpeg -pix_fmt rgb24` on a width that is not a multiple of 16 (swscale's SIMD converter
+    /// leaves such rows' last pixels unwritten unless they are converted apart).
+    @Test func pictureToImageEqualsBufferConversion() throws {
+        let dir = try Fixtures.temporaryDirectory("rgb")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("v.mp4")
+        try Fixtures.video(url, seconds: 0.2, size: "322x182")
+        let demuxer = try Demuxer(path: url.path)
+        let stream = try #require(demuxer.pipelineStreams.video)
+        let decoder = try CodecDecoder(stream: demuxer.stream(stream), threads: 1)
+        let packet = try Packet(), frame = try Frame()
+        while try demuxer.read(into: packet) == .ok {
+            guard packet.streamIndex == stream else { continue }
+            _ = try decoder.send(packet)
+            if try decoder.receive(into: frame) == .ok { break }
+        }
+        if frame.width == 0 { _ = try decoder.send(nil); _ = try decoder.receive(into: frame) }
+        let converter = PackedPictureConverter(order: .rgb)
+        let image = try converter.image(of: frame)
+        var buffer: [UInt8] = []
+        try converter.convert(frame, into: &buffer)
+        #expect(image.width == 322 && image.height == 182)
+        #expect(image.pixels[...] == buffer[0..<(322 * 182 * 3)], "image(of:) differs from convert(into:)")
+        var rows: [UInt8] = []
+        try converter.convert(frame, into: &rows, rows: Array(0..<182))
+        #expect(rows[0..<(322 * 182 * 3)] == buffer[0..<(322 * 182 * 3)], "row bands differ from the whole conversion")
+        let reference = try Fixtures.run("ffmpeg", ["-nostdin", "-v", "error", "-i", url.path, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        #expect(reference.stdout.count == 322 * 182 * 3)
+        let differing = zip(reference.stdout, image.pixels).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(differing) bytes differ from ffmpeg's rgb24")
+    }
+
     @Test func clearErrors() throws {
         #expect(throws: VisionError.modelMissing(path: "/nonexistent.dat")) { try DlibFaceLandmarkDetector(modelPath: "/nonexistent.dat") }
         let tiny = RGBImage(width: 4, height: 4)

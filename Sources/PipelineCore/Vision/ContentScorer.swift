@@ -35,7 +35,8 @@ public final class ContentScorer: TimelineAnalyzer {
 
     /// The scorer's settings as they enter stage fingerprints.
     public var fingerprint: String { Self.fingerprint(downscale: downscale) }
-    public static func fingerprint(downscale: Int?) -> String { Fingerprint.of("content-hsv-v1", downscale.map(String.init) ?? "auto") }
+    // v2: right-edge pixels of widths that are not a multiple of 16 are scored (PackedPictureConverter).
+    public static func fingerprint(downscale: Int?) -> String { Fingerprint.of("content-hsv-v2", downscale.map(String.init) ?? "auto") }
 
     public func begin(video: StreamInfo) { rotation = video.rotationDegrees ?? 0 }
 
