@@ -57,6 +57,11 @@ let package = Package(
         /** One file per pipeline stage; where PipelineCore and Inference meet. */
         .target(name: "Stages", dependencies: ["PipelineCore"]),
 
+        /** Model code shared by the pipeline, `train` and `infer`. So far its host side: safetensors
+            reading and writing, state-dict paths and strict loading (Weights/); the libtorch backend,
+            tensors, layers and models come with the Inference issue. */
+        .target(name: "Inference"),
+
         // MARK: Executables
 
         /** The CLI: argument parsing only; every command calls one library entry point. */
@@ -76,7 +81,8 @@ let package = Package(
 
         // MARK: Tests
 
-        .target(name: "PipelineTestSupport", dependencies: ["PipelineCore"], path: "Tests/PipelineTestSupport"),
+        .target(name: "PipelineTestSupport", dependencies: ["PipelineCore", "Inference"], path: "Tests/PipelineTestSupport"),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PipelineTestSupport"]),
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "pipelinedTests", dependencies: [

@@ -1,0 +1,178 @@
+import Foundation
+
+/// Element types of stored tensors (safetensors' names).
+public enum StoredDType: String, Sendable, CaseIterable {
+    case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16", i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+
+    public var byteSize: Int {
+        switch self {
+        case .f64, .i64: 8
+        case .f32, .i32: 4
+        case .f16, .bf16, .i16: 2
+        case .i8, .u8, .bool: 1
+        }
+    }
+
+    public var isFloatingPoint: Bool { [.f64, .f32, .f16, .bf16].contains(self) }
+}
+
+/// A tensor in host memory: element type, shape (row-major) and little-endian bytes.
+public struct HostTensor: Sendable, Equatable {
+    public var dtype: StoredDType
+    public var shape: [Int]
+    public var bytes: Data
+
+    public init(dtype: StoredDType, shape: [Int], bytes: Data) throws {
+        let expected = shape.reduce(1, *) * dtype.byteSize
+        guard bytes.count == expected else { throw WeightError.malformed("\(dtype.rawValue) \(shape) needs \(expected) bytes, got \(bytes.count)") }
+        self.dtype = dtype; self.shape = shape; self.bytes = bytes
+    }
+
+    public init(_ values: [Float], shape: [Int]) throws {
+        try self.init(dtype: .f32, shape: shape, bytes: values.withUnsafeBufferPointer { Data(buffer: $0) })
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The values as Float: F16 and BF16 widen exactly, F64 rounds to nearest; integers convert.
+    public func floats() -> [Float] {
+        bytes.withUnsafeBytes { raw -> [Float] in
+            let n = elementCount
+            func load<T>(_: T.Type, _ i: Int) -> T { raw.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.size, as: T.self) }
+            switch dtype {
+            case .f32: return (0..<n).map { Float(bitPattern: UInt32(littleEndian: load(UInt32.self, $0))) }
+            case .f64: return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: load(UInt64.self, $0)))) }
+            case .f16: return (0..<n).map { Self.halfToFloat(UInt16(littleEndian: load(UInt16.self, $0))) }
+            case .bf16: return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: load(UInt16.self, $0))) << 16) }
+            case .i64: return (0..<n).map { Float(Int64(littleEndian: load(Int64.self, $0))) }
+            case .i32: return (0..<n).map { Float(Int32(littleEndian: load(Int32.self, $0))) }
+            case .i16: return (0..<n).map { Float(Int16(littleEndian: load(Int16.self, $0))) }
+            case .i8: return (0..<n).map { Float(load(Int8.self, $0)) }
+            case .u8, .bool: return (0..<n).map { Float(load(UInt8.self, $0)) }
+            }
+        }
+    }
+
+    public func doubles() -> [Double] {
+        guard dtype == .f64 else { return floats().map(Double.init) }
+        return bytes.withUnsafeBytes { raw in (0..<elementCount).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self))) } }
+    }
+
+    public func int64s() -> [Int64] {
+        bytes.withUnsafeBytes { raw -> [Int64] in
+            switch dtype {
+            case .i64: return (0..<elementCount).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+            case .i32: return (0..<elementCount).map { Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+            case .i16: return (0..<elementCount).map { Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: Int16.self))) }
+            default: return floats().map { Int64($0) }
+            }
+        }
+    }
+
+    /// IEEE binary16 → binary32, exact for every value (subnormals, infinities and NaN included).
+    static func halfToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h >> 15) << 31, exponent = Int(h >> 10) & 0x1F, mantissa = UInt32(h & 0x3FF)
+        switch exponent {
+        case 0:
+            let magnitude = Float(mantissa) * 0x1p-24
+            return sign == 0 ? magnitude : -magnitude
+        case 31: return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+        default: return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
+        }
+    }
+}
+
+/// A safetensors file (8-byte little-endian header length, JSON header of
+/// `{name: {dtype, shape, data_offsets}}` plus optional `__metadata__`, then the data), read
+/// through a memory map so that large checkpoints are not copied before they are used.
+public struct SafeTensors: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var dtype: StoredDType
+        public var shape: [Int]
+        public var range: Range<Int>
+    }
+
+    public let entries: [String: Entry]
+    public let metadata: [String: String]
+    private let data: Data
+    private let base: Int
+
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw WeightError.unreadable(path: url.path, reason: error.localizedDescription)
+        }
+        try self.init(data: data, source: url.path)
+    }
+
+    public init(data: Data, source: String = "safetensors data") throws {
+        guard data.count >= 8 else { throw WeightError.malformed("\(source): \(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
+        guard headerLength <= UInt64(data.count - 8) else { throw WeightError.malformed("\(source): header length \(headerLength) exceeds the file") }
+        let start = data.startIndex + 8
+        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: start..<(start + Int(headerLength)))) as? [String: Any] else {
+            throw WeightError.malformed("\(source): header is not a JSON object")
+        }
+        base = 8 + Int(headerLength)
+        let payload = data.count - base
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                metadata = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let d = value as? [String: Any], let typeName = d["dtype"] as? String, let shape = d["shape"] as? [Int],
+                  let offsets = d["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw WeightError.malformed("\(source): entry \(name) lacks dtype, shape or data_offsets")
+            }
+            guard let dtype = StoredDType(rawValue: typeName) else { throw WeightError.malformed("\(source): \(name) has unsupported dtype \(typeName)") }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload,
+                  offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.byteSize else {
+                throw WeightError.malformed("\(source): \(name) (\(typeName) \(shape)) has data_offsets \(offsets) inconsistent with its size or the file")
+            }
+            entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+        }
+        self.entries = entries
+        self.metadata = metadata
+        self.data = data
+    }
+
+    public var names: [String] { entries.keys.sorted() }
+
+    public func tensor(_ name: String) throws -> HostTensor {
+        guard let e = entries[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names)) }
+        let lo = data.startIndex + base + e.range.lowerBound
+        return try HostTensor(dtype: e.dtype, shape: e.shape, bytes: data.subdata(in: lo..<(lo + e.range.count)))
+    }
+
+    public func float32(_ name: String) throws -> [Float] { try tensor(name).floats() }
+    public func float64(_ name: String) throws -> [Double] { try tensor(name).doubles() }
+    public func uint8(_ name: String) throws -> [UInt8] { [UInt8](try tensor(name).bytes) }
+    public func int16(_ name: String) throws -> [Int16] { try tensor(name).int64s().map { Int16($0) } }
+
+    /// Serialises `tensors` (names sorted, data in that order, 8-byte aligned as PyTorch's writer does).
+    public static func serialize(_ tensors: [String: HostTensor], metadata: [String: String] = [:]) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        let names = tensors.keys.sorted()
+        for name in names {
+            let t = tensors[name]!
+            header[name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.count]] as [String: Any]
+            offset += t.bytes.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for name in names { out.append(tensors[name]!.bytes) }
+        return out
+    }
+
+    /// Writes `tensors` to `url` through a temporary and a rename (a reader never sees half a file).
+    public static func write(_ tensors: [String: HostTensor], metadata: [String: String] = [:], to url: URL) throws {
+        try serialize(tensors, metadata: metadata).write(to: url, options: .atomic)
+    }
+}

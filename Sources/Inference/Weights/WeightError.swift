@@ -1,0 +1,31 @@
+import Foundation
+
+/// Why weights could not be loaded; every case names the file or the key a person has to look at.
+public enum WeightError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case malformed(String)
+    case missing(key: String, similar: [String])
+    case shapeMismatch(key: String, expected: [Int], found: [Int])
+    case unexpected(keys: [String])
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason): "cannot read weights \(path): \(reason)"
+        case let .malformed(detail): "malformed weights: \(detail)"
+        case let .missing(key, similar):
+            "missing weight \(key)" + (similar.isEmpty ? "" : " (the file has \(similar.joined(separator: ", ")))")
+        case let .shapeMismatch(key, expected, found): "weight \(key) has shape \(found), the model expects \(expected)"
+        case let .unexpected(keys):
+            "\(keys.count) weight(s) in the file are not used by the model: \(keys.prefix(8).joined(separator: ", "))\(keys.count > 8 ? ", …" : "")"
+        }
+    }
+
+    /// Up to three stored names sharing the longest prefix of dot-separated parts with `key`.
+    static func similar(to key: String, in names: [String]) -> [String] {
+        let parts = key.split(separator: ".")
+        func shared(_ name: String) -> Int { zip(parts, name.split(separator: ".")).prefix { $0 == $1 }.count }
+        let best = names.map(shared).max() ?? 0
+        guard best > 0 else { return [] }
+        return Array(names.filter { shared($0) == best }.prefix(3))
+    }
+}
