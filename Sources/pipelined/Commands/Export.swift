@@ -24,12 +24,7 @@ extension Pipelined {
                 let configuration = try PipelineConfiguration.load(config)
                 let entries = try DatasetIndex.entries(store: PipelineStore(path: path), configuration: configuration, outputDirectory: outputDirectory)
                 let target = URL(fileURLWithPath: fileslist).standardizedFileURL
-                let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tmp-\(getpid())")
-                try Data(DatasetIndex.fileslistText(entries).utf8).write(to: temporary)
-                guard rename(temporary.path, target.path) == 0 else {
-                    try? FileManager.default.removeItem(at: temporary)
-                    throw CLIError("cannot write \(target.path): \(String(cString: strerror(errno)))")
-                }
+                try Data(DatasetIndex.fileslistText(entries).utf8).write(to: target, options: .atomic)
                 FileHandle.standardError.write(Data("\(entries.count) clip(s) listed in \(target.path)\n".utf8))
             } catch { throw fail(error) }
         }
