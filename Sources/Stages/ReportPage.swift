@@ -13,6 +13,8 @@ public enum ReportPage {
         public var qualities: [Double] = []
         public var published = 0
 
+        public init() {}
+
         public static func load(store: PipelineStore) throws -> Scores {
             var scores = Scores()
             let active = Set(try store.activeSources().compactMap(\.id))
@@ -47,8 +49,10 @@ public enum ReportPage {
         \(funnel(report.stages))
         <h2>Scores</h2>
         <div class="plots">
-        \(histogram(title: "Sync offset (frames; + = audio leads)", values: scores.offsets, range: Double(-sync.searchFrames)...Double(sync.searchFrames),
-                    bins: 2 * sync.searchFrames + 1, thresholds: [Double(-sync.maxOffset) - 0.5, Double(sync.maxOffset) + 0.5], keep: "inside"))
+        \(histogram(title: "Sync offset (frames; + = audio leads)", values: scores.offsets,
+                    range: (Double(-sync.searchFrames) - 0.5)...(Double(sync.searchFrames) + 0.5), bins: 2 * sync.searchFrames + 1,
+                    thresholds: [Double(-sync.maxOffset) - 0.5, Double(sync.maxOffset) + 0.5], keep: "inside",
+                    ticks: [Double(-sync.searchFrames), 0, Double(sync.searchFrames)]))
         \(histogram(title: "Sync confidence (\(escape(sync.method)))", values: scores.confidences, range: rangeOf(scores.confidences, including: sync.minConfidence),
                     bins: 24, thresholds: [sync.minConfidence], keep: "right"))
         \(histogram(title: "Quality (\(escape(quality.method)); lower is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.maxBrisque),
@@ -124,7 +128,10 @@ public enum ReportPage {
     }
 
     /// A histogram of `values` over `range` with dashed threshold lines; `keep` says which side passes.
-    static func histogram(title: String, values: [Double], range: ClosedRange<Double>, bins: Int, thresholds: [Double], keep: String) -> String {
+    /// One bar per bin of `range`; integer data such as offsets passes a range from −n − ½ to n + ½
+    /// so that every value sits in the middle of its own bar, with `ticks` at the integers.
+    static func histogram(title: String, values: [Double], range: ClosedRange<Double>, bins: Int, thresholds: [Double], keep: String,
+                          ticks: [Double]? = nil) -> String {
         let width = 340.0, height = 220.0, left = 36.0, bottom = 40.0, top = 28.0
         var counts = [Int](repeating: 0, count: bins)
         let span = range.upperBound - range.lowerBound
@@ -144,7 +151,7 @@ public enum ReportPage {
             svg += "<rect x=\"\(fmt(x0 + 0.5))\" y=\"\(fmt(top + plotH - h))\" width=\"\(fmt(max(1, plotW / Double(bins) - 1)))\" height=\"\(fmt(h))\" fill=\"#4a78b5\"><title>\(c)</title></rect>"
         }
         svg += "<text x=\"\(left - 4)\" y=\"\(fmt(top + 4))\" text-anchor=\"end\">\(Int(most))</text><text x=\"\(left - 4)\" y=\"\(fmt(top + plotH))\" text-anchor=\"end\">0</text>"
-        for tick in [range.lowerBound, (range.lowerBound + range.upperBound) / 2, range.upperBound] {
+        for tick in ticks ?? [range.lowerBound, (range.lowerBound + range.upperBound) / 2, range.upperBound] {
             svg += "<text x=\"\(fmt(x(tick)))\" y=\"\(fmt(top + plotH + 16))\" text-anchor=\"middle\">\(String(format: span >= 10 ? "%.0f" : "%.2f", tick))</text>"
         }
         for t in thresholds where range.contains(t) {

@@ -12,6 +12,7 @@ public struct StatusReport: Codable, Sendable {
         /// Seconds of work recorded for this stage, and items per second of that work.
         public var workSeconds = 0.0
         public var itemsPerSecond: Double?
+        public init(stage: String) { self.stage = stage }
     }
     public struct Rejection: Codable, Sendable {
         public var stage: String
@@ -48,6 +49,8 @@ public struct StatusReport: Codable, Sendable {
     public var rejections: [Rejection] = []
     public var failures: [Failure] = []
     public var lastRun: LastRun?
+
+    public init(database: String) { self.database = database }
 
     /// - Parameter stages: stage ids and units in pipeline order (pending counts follow the chain).
     public static func load(from store: PipelineStore, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int, timelineRate: Int = 25) throws -> StatusReport {
