@@ -39,6 +39,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dlib"), .linkedLibrary("lapack"), .linkedLibrary("blas")]
         ),
 
+        /** The versioned C ABI of the torch backend (backend/torch/, loaded at run time): header only. */
+        .target(name: "CTorchShim"),
+
         // MARK: Core libraries
 
         /** Engine (scheduling, leases, fingerprints), Store (SQLite), Config, Media (owning FFmpeg wrappers). */
@@ -57,10 +60,9 @@ let package = Package(
         /** One file per pipeline stage; where PipelineCore and Inference meet. */
         .target(name: "Stages", dependencies: ["PipelineCore"]),
 
-        /** Model code shared by the pipeline, `train` and `infer`. So far its host side: safetensors
-            reading and writing, state-dict paths and strict loading (Weights/); the libtorch backend,
-            tensors, layers and models come with the Inference issue. */
-        .target(name: "Inference"),
+        /** Model code shared by the pipeline, `train` and `infer`: the torch backend's loading and
+            tensors (Torch/), safetensors and strict loading (Weights/); layers and models follow. */
+        .target(name: "Inference", dependencies: ["CTorchShim"]),
 
         // MARK: Executables
 

@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-debug}"
 
-# opencv-data: the BRISQUE model files of stage 7; libdlib-data: the 68-point landmark model of stage 5.
+# opencv-data: the BRISQUE model files of stage 7; libdlib-data: the 68-point landmark model of stage 5;
+# libtorch-dev + cmake: the CPU torch backend of the Inference module (backend/torch).
 packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev
-          libopencv-dev libopencv-contrib-dev opencv-data libdlib-dev libdlib-data libblas-dev liblapack-dev)
+          libopencv-dev libopencv-contrib-dev opencv-data libdlib-dev libdlib-data libblas-dev liblapack-dev
+          libtorch-dev cmake)
 for extra in "${@:2}"; do
     case "$extra" in
         --tests) packages+=(chromium) ;;
@@ -35,5 +37,7 @@ command -v swift >/dev/null 2>&1 || {
     echo "setup: Swift 6 is required and was not found; install a toolchain from swift.org (Debian 12 build) and put it on PATH" >&2
     exit 1
 }
+echo "setup: building the torch backend" >&2
+scripts/build-torch-backend.sh
 echo "setup: building ($config)" >&2
 swift build -c "$config" --product pipelined >&2

@@ -18,8 +18,8 @@ extension Pipelined {
         var config: URL?
 
         func run() throws {
-            let outputDirectory: URL, path: String
-            do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
+            let path: String
+            do { path = try store.existingDatabase().path } catch { throw fail(error) }
             do {
                 let configuration = try PipelineConfiguration.load(config)
                 let pipelineStore = try PipelineStore(path: path)

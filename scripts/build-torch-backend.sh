@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the torch backend (backend/torch, CMake) into .build/torch-backend/libpipelined_torch.so,
+# where `Inference` finds it in this build tree. Against Debian's libtorch-dev by default; on a
+# machine with a CUDA PyTorch, pass its CMake prefix:
+#   scripts/build-torch-backend.sh "$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=("${1:+-DCMAKE_PREFIX_PATH=$1}")
+cmake -S backend/torch -B .build/torch-backend-build -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" >/dev/null
+cmake --build .build/torch-backend-build -j "$(nproc)" >&2
+mkdir -p .build/torch-backend
+cp .build/torch-backend-build/libpipelined_torch.so .build/torch-backend/libpipelined_torch.so
+echo "torch backend: $(pwd)/.build/torch-backend/libpipelined_torch.so" >&2
