@@ -1,0 +1,107 @@
+import Foundation
+
+/// A layer or a chain of layers: tensor in, tensor out.
+public protocol Module {
+    func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// Where layers get their weights: a strict loader and the device to put them on.
+public struct WeightSource {
+    public let loader: StrictLoader
+    public let device: Device
+    public let backend: TorchBackend
+
+    public init(_ loader: StrictLoader, device: Device = .cpu, backend: TorchBackend? = nil) throws {
+        self.loader = loader; self.device = device; self.backend = try backend ?? TorchBackend.shared()
+    }
+
+    /// The weight at `path` with `shape`, as float32 on the device (F16/BF16 widen exactly).
+    public func tensor(_ path: WeightPath, shape: [Int], isBuffer: Bool = false) throws -> Tensor {
+        let host = try loader.take(path, shape: shape, isBuffer: isBuffer)
+        return try Tensor(host.floats(), shape: shape, device: device, backend: backend)
+    }
+}
+
+/// `torch.nn.Conv1d/2d/3d` (rank = kernel.count); weight `[out, in/groups, k…]`.
+public struct Conv: Module {
+    public let weight: Tensor, bias: Tensor?
+    public let stride: [Int], padding: [Int], groups: Int
+
+    public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: [Int], stride: [Int]? = nil, padding: [Int]? = nil,
+                groups: Int = 1, bias: Bool = true) throws {
+        weight = try w.tensor(path("weight"), shape: [out, inChannels / groups] + kernel)
+        self.bias = bias ? try w.tensor(path("bias"), shape: [out]) : nil
+        self.stride = stride ?? kernel.map { _ in 1 }
+        self.padding = padding ?? kernel.map { _ in 0 }
+        self.groups = groups
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try Functional.convolution(x, weight: weight, bias: bias, stride: stride, padding: padding, groups: groups)
+    }
+}
+
+/// `torch.nn.BatchNorm1d/2d/3d` in evaluation mode (running statistics; `num_batches_tracked` unused).
+public struct BatchNorm: Module {
+    public let weight: Tensor, bias: Tensor, mean: Tensor, variance: Tensor
+    public let eps: Double
+
+    public init(_ w: WeightSource, _ path: WeightPath, features: Int, eps: Double = 1e-5) throws {
+        weight = try w.tensor(path("weight"), shape: [features])
+        bias = try w.tensor(path("bias"), shape: [features])
+        mean = try w.tensor(path("running_mean"), shape: [features], isBuffer: true)
+        variance = try w.tensor(path("running_var"), shape: [features], isBuffer: true)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try Functional.batchNorm(x, mean: mean, variance: variance, weight: weight, bias: bias, eps: eps)
+    }
+}
+
+/// `torch.nn.Linear`; weight `[out, in]`.
+public struct Linear: Module {
+    public let weight: Tensor, bias: Tensor?
+
+    public init(_ w: WeightSource, _ path: WeightPath, in inFeatures: Int, out: Int, bias: Bool = true) throws {
+        weight = try w.tensor(path("weight"), shape: [out, inFeatures])
+        self.bias = bias ? try w.tensor(path("bias"), shape: [out]) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.linear(x, weight: weight, bias: bias) }
+}
+
+public struct ReLU: Module {
+    public init() {}
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.relu() }
+}
+
+/// `torch.nn.MaxPool1d/2d/3d` (floor mode; padding counts as −∞).
+public struct MaxPool: Module {
+    public let kernel: [Int], stride: [Int], padding: [Int]
+    public init(kernel: [Int], stride: [Int]? = nil, padding: [Int]? = nil) {
+        self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding ?? kernel.map { _ in 0 }
+    }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.maxPool(x, kernel: kernel, stride: stride, padding: padding) }
+}
+
+/// `torch.nn.Sequential`: layers numbered as PyTorch numbers them, parameterless ones included, so
+/// that `netcnnaud.1.running_mean` is the `running_mean` of element 1. Build it with one closure
+/// per element receiving that element's path.
+public struct Sequential: Module {
+    public let layers: [any Module]
+
+    public init(_ path: WeightPath, _ makers: [(WeightPath) throws -> any Module]) throws {
+        layers = try makers.enumerated().map { try $0.element(path[$0.offset]) }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try layers.reduce(x) { try $1($0) } }
+
+    /// The output of every element (for comparing intermediate activations).
+    public func activations(_ x: Tensor) throws -> [Tensor] {
+        var out: [Tensor] = []
+        var current = x
+        for layer in layers { current = try layer(current); out.append(current) }
+        return out
+    }
+}
