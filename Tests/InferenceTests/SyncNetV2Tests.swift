@@ -52,3 +52,23 @@ import Testing
         }
     }
 }
+
+extension SyncNetV2Tests {
+    /// The offset search on golden/syncnet_v2's evaluation data: offset 3, argmin 12, minimum
+    /// distance 5.227066, confidence 7.697222, and every distance within tolerance.
+    @Test func evaluationMatchesTheReference() throws {
+        let dir = try Golden.directory.appendingPathComponent("syncnet_v2")
+        let (model, _) = try SyncNetV2.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")))
+        let data = try SafeTensors(contentsOf: dir.appendingPathComponent("eval.safetensors"))
+        let result = try model.evaluate(frames: data.uint8("eval_frames_u8").map(Float.init), frameCount: 40,
+                                        mfcc: data.float32("eval_mfcc"), mfccColumns: 160)
+        #expect(result.offset == 3 && result.distances.count == 35)
+        #expect(abs(result.minDistance - 5.227066) <= 1e-3 * 5.227066 && abs(result.confidence - 7.697222) <= 1e-3 * 7.697222,
+                "min distance \(result.minDistance), confidence \(result.confidence)")
+        let dists = Self.withinTolerance(result.distances.flatMap { $0 }, try data.float32("dists"))
+        #expect(dists.ok, "dists differ by up to \(dists.worst)")
+        let means = Self.withinTolerance(result.meanDistances, try data.float32("mean_dists"))
+        #expect(means.ok, "mean_dists differ by up to \(means.worst)")
+        print("SyncNet v2 evaluation on CPU: offset \(result.offset), min distance \(result.minDistance), confidence \(result.confidence)")
+    }
+}
