@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "pipelined",
             dependencies: [
-                "Stages", "PipelineCore",
+                "Stages", "PipelineCore", "Inference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

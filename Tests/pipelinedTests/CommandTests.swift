@@ -74,6 +74,21 @@ import Testing
         #expect(text.stdout.contains("no audio stream") && text.stdout.contains("silent.mp4"))
     }
 
+    /// `doctor` names the media libraries, the model files and the torch backend it found.
+    @Test func doctorReportsWhatWorks() throws {
+        let r = try CLI.run(["doctor"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        for text in ["media: FFmpeg", "stage 5 landmarks", "stage 6 sync", "stage 7 quality", "torch backend:", "libtorch"] {
+            #expect(r.stdout.contains(text), "doctor output lacks \"\(text)\": \(r.stdout)")
+        }
+        let dir = try Fixtures.temporaryDirectory("doctor")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("pipeline.conf")
+        try "[align]\nlandmark_model = \"/nonexistent/model.dat\"\n".write(to: conf, atomically: true, encoding: .utf8)
+        let broken = try CLI.run(["doctor", "--config", conf.path])
+        #expect(broken.status == 1 && broken.stdout.contains("MISSING stage 5 landmarks") && broken.stdout.contains("/nonexistent/model.dat"), "\(broken.stdout)")
+    }
+
     @Test func badConfigurationAndUsageAreClearErrors() throws {
         let root = try Self.smallInput()
         defer { try? FileManager.default.removeItem(at: root) }
