@@ -78,6 +78,8 @@ let package = Package(
         .executableTarget(name: "ScanBenchmark", dependencies: ["Stages", "PipelineCore"], path: "Benchmarks/ScanBenchmark"),
         /** Stage 5 aligned frames per second and where the time goes, on generated 720p face clips. */
         .executableTarget(name: "AlignBenchmark", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"], path: "Benchmarks/AlignBenchmark"),
+        /** Model parity against golden/ on any device; links Inference only (carried to the GPU machine). */
+        .executableTarget(name: "InferenceCheck", dependencies: ["Inference"], path: "Benchmarks/InferenceCheck"),
         /** The demo's talking-head inputs (a photo whose mouth follows speech), for scripts/demo.sh. */
         .executableTarget(name: "SampleInputs", dependencies: ["PipelineCore", "PipelineTestSupport"], path: "Benchmarks/SampleInputs"),
 
