@@ -75,10 +75,7 @@ public struct AlignStage: Stage {
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         guard let clip = item.clip else { throw StageError(stage: id, item: item.name, message: "align works on clips") }
         let rate = Rational(Int64(normalize.fps), 1)
-        guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: rate, from: context.store) else {
-            throw StageError(stage: id, item: item.name, message: "no frame map recorded; rerun stage broken")
-        }
-        let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: context.decoderThreads)
+        let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize)
         let rotation = try reader.rotationDegrees()
         let tracker = FaceTracker(detector: try DlibFaceLandmarkDetector(modelPath: configuration.landmarkModel), settings: configuration.tracker)
         let template = AlignmentTemplate(resolution: configuration.resolution)

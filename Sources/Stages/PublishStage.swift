@@ -29,10 +29,7 @@ public struct PublishStage: Stage {
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         let pieces = try ScoredPieces.kept(by: "quality", item: item, in: context)
-        guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: Rational(Int64(normalize.fps), 1), from: context.store) else {
-            throw StageError(stage: id, item: item.name, message: "no frame map recorded; rerun stage broken")
-        }
-        let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: 1)
+        let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize, decoderThreads: 1)
         let perFrame = normalize.sampleRate / normalize.fps
         var result: [CuratedPiece] = []
         for var piece in pieces {

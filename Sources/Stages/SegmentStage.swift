@@ -88,10 +88,7 @@ public struct SegmentStage: Stage {
     }
 
     private func materialize(_ clips: [ClipRecord], item: WorkItem, context: StageContext) throws -> [String] {
-        guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: Rational(Int64(normalize.fps), 1), from: context.store) else {
-            throw StageError(stage: id, item: item.source.relativePath, message: "no frame map recorded; rerun stage broken")
-        }
-        let reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: context.decoderThreads)
+        let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize)
         var written: [String] = []
         for clip in clips {
             let relative = Self.materializedPath(source: item.source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex)

@@ -44,12 +44,7 @@ public struct SyncStage: Stage {
             if let stored = earlier[piece.video]?.sync {
                 piece.sync = stored
             } else {
-                if reader == nil {
-                    guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: Rational(Int64(normalize.fps), 1), from: context.store) else {
-                        throw StageError(stage: id, item: item.name, message: "no frame map recorded; rerun stage broken")
-                    }
-                    reader = NormalizedReader(path: item.sourcePath, frameMap: map, sampleRate: normalize.sampleRate, decoderThreads: 1)
-                }
+                if reader == nil { reader = try context.normalizedReader(for: item, stage: id, normalize: normalize, decoderThreads: 1) }
                 let sidecar = try AlignedLandmarks(serialized: Data(contentsOf: context.outputDirectory.appendingPathComponent(piece.landmarks)))
                 guard sidecar.landmarks.count == piece.frames.count else {
                     throw StageError(stage: id, item: item.name, message: "\(piece.landmarks) has \(sidecar.landmarks.count) frames, expected \(piece.frames.count)")

@@ -33,12 +33,7 @@ public final class PackedPictureConverter {
         let sliceable = frame.pixelFormat == AV_PIX_FMT_YUV420P || frame.pixelFormat == AV_PIX_FMT_YUVJ420P
         try buffer.withUnsafeMutableBufferPointer { out in
             var dstStride: [Int32] = [f.width * 3, 0, 0, 0]
-            guard let rows, f.height % 2 == 0, sliceable else {
-                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
-                try ff("sws_scale(packed RGB)", sws_scale(whole, planes, strides, 0, f.height, &dst, &dstStride))
-                try convertRightEdge(f, top: 0, rows: Int(f.height), into: out.baseAddress!)
-                return
-            }
+            guard let rows, f.height % 2 == 0, sliceable else { return try convertWhole(f, into: out.baseAddress!) }
             var done = -1
             for row in rows where row / 2 * 2 > done {
                 let top = row / 2 * 2
@@ -63,13 +58,8 @@ public final class PackedPictureConverter {
         let count = frame.width * frame.height * 3
         var failure: (any Error)?
         let pixels = [UInt8](unsafeUninitializedCapacity: frame.width * (frame.height + 1) * 3 + 64) { out, initialized in
-            let planes: [UnsafePointer<UInt8>?] = [f.data.0, f.data.1, f.data.2, f.data.3].map { $0.map { UnsafePointer<UInt8>($0) } }
-            let strides = [f.linesize.0, f.linesize.1, f.linesize.2, f.linesize.3]
-            var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
-            var dstStride: [Int32] = [f.width * 3, 0, 0, 0]
             do {
-                try ff("sws_scale(packed RGB)", sws_scale(whole, planes, strides, 0, f.height, &dst, &dstStride))
-                try convertRightEdge(f, top: 0, rows: Int(f.height), into: out.baseAddress!)
+                try convertWhole(f, into: out.baseAddress!)
                 initialized = count
             } catch {
                 failure = error
@@ -78,6 +68,16 @@ public final class PackedPictureConverter {
         }
         if let failure { throw failure }
         return RGBImage(width: frame.width, height: frame.height, pixels: pixels)
+    }
+
+    /// The whole picture into `out` (width × (height + 1) × 3 + 64 bytes), right edge included.
+    private func convertWhole(_ f: AVFrame, into out: UnsafeMutablePointer<UInt8>) throws {
+        let planes: [UnsafePointer<UInt8>?] = [f.data.0, f.data.1, f.data.2, f.data.3].map { $0.map { UnsafePointer<UInt8>($0) } }
+        let strides = [f.linesize.0, f.linesize.1, f.linesize.2, f.linesize.3]
+        var dst: [UnsafeMutablePointer<UInt8>?] = [out, nil, nil, nil]
+        var dstStride: [Int32] = [f.width * 3, 0, 0, 0]
+        try ff("sws_scale(packed RGB)", sws_scale(whole, planes, strides, 0, f.height, &dst, &dstStride))
+        try convertRightEdge(f, top: 0, rows: Int(f.height), into: out)
     }
 
     private func prepare(_ f: AVFrame) throws {
