@@ -5,8 +5,9 @@
 #   scripts/build-torch-backend.sh "$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prefix=("${1:+-DCMAKE_PREFIX_PATH=$1}")
-cmake -S backend/torch -B .build/torch-backend-build -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" >/dev/null
+prefix=()
+if [ -n "${1:-}" ]; then prefix=("-DCMAKE_PREFIX_PATH=$1"); fi
+cmake -S backend/torch -B .build/torch-backend-build -DCMAKE_BUILD_TYPE=Release ${prefix[@]+"${prefix[@]}"} >/dev/null
 cmake --build .build/torch-backend-build -j "$(nproc)" >&2
 mkdir -p .build/torch-backend
 cp .build/torch-backend-build/libpipelined_torch.so .build/torch-backend/libpipelined_torch.so

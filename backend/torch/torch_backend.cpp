@@ -3,6 +3,10 @@
 #include "pd_torch.h"
 
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
+#ifdef PD_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <string>
 #include <vector>
@@ -89,10 +93,76 @@ at::IntArrayRef dims(const int64_t *values, int32_t n) {
     return at::IntArrayRef(values, size_t(n));
 }
 
-// Inference only: no autograd bookkeeping inside any entry.
-struct NoGrad {
-    c10::InferenceMode guard;
+#define PD_TORCH_AT_LEAST(major, minor) (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// Autograd and autocast modes are thread-local RAII objects in libtorch; the ABI hands them out as
+// heap objects so that Swift can scope them (enter and leave on one thread, LIFO).
+struct Guard {
+    virtual ~Guard() = default;
 };
+struct InferenceGuard : Guard {
+    c10::InferenceMode mode;
+};
+struct NoGradGuard : Guard {
+    at::NoGradGuard mode;
+};
+// torch.autocast("cuda", dtype) as a scope: enables CUDA autocast with `dtype`, restoring the previous
+// state (and clearing the cast cache when autocast ends, as Python's exit does).
+struct AutocastGuard : Guard {
+    bool was_enabled;
+    at::ScalarType previous_dtype;
+    explicit AutocastGuard(at::ScalarType dtype) {
+#if PD_TORCH_AT_LEAST(2, 4)
+        was_enabled = at::autocast::is_autocast_enabled(at::kCUDA);
+        previous_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+        at::autocast::set_autocast_enabled(at::kCUDA, true);
+        at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+        was_enabled = at::autocast::is_enabled();
+        previous_dtype = at::autocast::get_autocast_gpu_dtype();
+        at::autocast::set_enabled(true);
+        at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+        at::autocast::increment_nesting();
+    }
+    ~AutocastGuard() override {
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if PD_TORCH_AT_LEAST(2, 4)
+        at::autocast::set_autocast_enabled(at::kCUDA, was_enabled);
+        at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype);
+#else
+        at::autocast::set_enabled(was_enabled);
+        at::autocast::set_autocast_gpu_dtype(previous_dtype);
+#endif
+    }
+};
+
+at::Tensor activate(const at::Tensor &x, int32_t kind) {
+    switch (kind) {
+    case PD_ACT_RELU: return at::relu(x);
+    case PD_ACT_SILU: return at::silu(x);
+    case PD_ACT_GELU: return at::gelu(x);
+    case PD_ACT_GELU_TANH: return at::gelu(x, "tanh");
+    case PD_ACT_SIGMOID: return at::sigmoid(x);
+    case PD_ACT_TANH: return at::tanh(x);
+    }
+    throw std::invalid_argument("unknown activation " + std::to_string(kind));
+}
+
+at::Tensor attend(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, double scale) {
+    const double s = scale > 0 ? scale : 1.0 / std::sqrt(double(q.size(-1)));
+#if PD_TORCH_AT_LEAST(2, 1)
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, s);
+#else
+    return at::matmul(at::softmax(at::matmul(q, k.transpose(-2, -1)) * s, -1), v);
+#endif
+}
+
+#ifdef PD_WITH_CUDA
+const c10::cuda::CUDACachingAllocator::DeviceStats device_stats(int32_t index) {
+    return c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+}
+#endif
 
 const char *version_string() {
     static const std::string v = [] {
@@ -141,21 +211,20 @@ const pd_torch_api api = {
         return guarded([&] { give(get(t, "to").to(device(kind, index), scalar(dtype)), out); });
     },
     /* add */ [](const pd_tensor *a, const pd_tensor *b, pd_tensor **out) {
-        return guarded([&] { NoGrad g; give(at::add(get(a, "add"), get(b, "add")), out); });
+        return guarded([&] { give(at::add(get(a, "add"), get(b, "add")), out); });
     },
     /* mul */ [](const pd_tensor *a, const pd_tensor *b, pd_tensor **out) {
-        return guarded([&] { NoGrad g; give(at::mul(get(a, "mul"), get(b, "mul")), out); });
+        return guarded([&] { give(at::mul(get(a, "mul"), get(b, "mul")), out); });
     },
     /* matmul */ [](const pd_tensor *a, const pd_tensor *b, pd_tensor **out) {
-        return guarded([&] { NoGrad g; give(at::matmul(get(a, "matmul"), get(b, "matmul")), out); });
+        return guarded([&] { give(at::matmul(get(a, "matmul"), get(b, "matmul")), out); });
     },
     /* linear */ [](const pd_tensor *x, const pd_tensor *w, const pd_tensor *b, pd_tensor **out) {
-        return guarded([&] { NoGrad g; give(at::linear(get(x, "linear"), get(w, "linear weight"), optional(b)), out); });
+        return guarded([&] { give(at::linear(get(x, "linear"), get(w, "linear weight"), optional(b)), out); });
     },
     /* convolution */ [](const pd_tensor *x, const pd_tensor *w, const pd_tensor *b, const int64_t *stride, const int64_t *padding,
                          const int64_t *dilation, int32_t n, int64_t groups, pd_tensor **out) {
         return guarded([&] {
-            NoGrad g;
             if (n < 1 || n > 3) throw std::invalid_argument("convolution of rank " + std::to_string(n));
             const int64_t zeros[3] = {0, 0, 0};
             give(at::convolution(get(x, "convolution"), get(w, "convolution weight"), optional(b), dims(stride, n), dims(padding, n),
@@ -166,16 +235,14 @@ const pd_torch_api api = {
     /* batch_norm */ [](const pd_tensor *x, const pd_tensor *w, const pd_tensor *b, const pd_tensor *mean, const pd_tensor *var, double eps,
                         pd_tensor **out) {
         return guarded([&] {
-            NoGrad g;
             give(at::batch_norm(get(x, "batch_norm"), optional(w), optional(b), get(mean, "running_mean"), get(var, "running_var"), false, 0.0,
                                 eps, false),
                  out);
         });
     },
-    /* relu */ [](const pd_tensor *x, pd_tensor **out) { return guarded([&] { NoGrad g; give(at::relu(get(x, "relu")), out); }); },
+    /* relu */ [](const pd_tensor *x, pd_tensor **out) { return guarded([&] { give(at::relu(get(x, "relu")), out); }); },
     /* max_pool */ [](const pd_tensor *x, const int64_t *kernel, const int64_t *stride, const int64_t *padding, int32_t n, pd_tensor **out) {
         return guarded([&] {
-            NoGrad g;
             const auto &v = get(x, "max_pool");
             switch (n) {
             case 1: give(at::max_pool1d(v, dims(kernel, 1), dims(stride, 1), dims(padding, 1)), out); break;
@@ -187,6 +254,148 @@ const pd_torch_api api = {
     },
     /* reshape */ [](const pd_tensor *x, const int64_t *shape, int32_t ndim, pd_tensor **out) {
         return guarded([&] { give(get(x, "reshape").reshape(dims(shape, ndim)), out); });
+    },
+    /* sub */ [](const pd_tensor *a, const pd_tensor *b, pd_tensor **out) {
+        return guarded([&] { give(at::sub(get(a, "sub"), get(b, "sub")), out); });
+    },
+    /* div */ [](const pd_tensor *a, const pd_tensor *b, pd_tensor **out) {
+        return guarded([&] { give(at::div(get(a, "div"), get(b, "div")), out); });
+    },
+    /* affine */ [](const pd_tensor *x, double scale, double shift, pd_tensor **out) {
+        return guarded([&] { give(get(x, "affine") * scale + shift, out); });
+    },
+    /* activation */ [](const pd_tensor *x, int32_t kind, pd_tensor **out) {
+        return guarded([&] { give(activate(get(x, "activation"), kind), out); });
+    },
+    /* group_norm */ [](const pd_tensor *x, int64_t groups, const pd_tensor *w, const pd_tensor *b, double eps, pd_tensor **out) {
+        return guarded([&] { give(at::group_norm(get(x, "group_norm"), groups, optional(w), optional(b), eps), out); });
+    },
+    /* layer_norm */ [](const pd_tensor *x, int32_t n, const pd_tensor *w, const pd_tensor *b, double eps, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "layer_norm");
+            if (n < 1 || n > v.dim()) throw std::invalid_argument("layer_norm over " + std::to_string(n) + " of " + std::to_string(v.dim()) + " dimensions");
+            give(at::layer_norm(v, v.sizes().slice(size_t(v.dim() - n)), optional(w), optional(b), eps), out);
+        });
+    },
+    /* avg_pool */ [](const pd_tensor *x, const int64_t *kernel, const int64_t *stride, const int64_t *padding, int32_t n, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "avg_pool");
+            switch (n) {
+            case 1: give(at::avg_pool1d(v, dims(kernel, 1), dims(stride, 1), dims(padding, 1)), out); break;
+            case 2: give(at::avg_pool2d(v, dims(kernel, 2), dims(stride, 2), dims(padding, 2)), out); break;
+            case 3: give(at::avg_pool3d(v, dims(kernel, 3), dims(stride, 3), dims(padding, 3)), out); break;
+            default: throw std::invalid_argument("avg_pool of rank " + std::to_string(n));
+            }
+        });
+    },
+    /* pad */ [](const pd_tensor *x, const int64_t *pads, int32_t n, double value, pd_tensor **out) {
+        return guarded([&] { give(at::constant_pad_nd(get(x, "pad"), dims(pads, n), value), out); });
+    },
+    /* permute */ [](const pd_tensor *x, const int64_t *order, int32_t n, pd_tensor **out) {
+        return guarded([&] { give(get(x, "permute").permute(dims(order, n)), out); });
+    },
+    /* narrow */ [](const pd_tensor *x, int64_t dim, int64_t start, int64_t length, pd_tensor **out) {
+        return guarded([&] { give(get(x, "narrow").narrow(dim, start, length), out); });
+    },
+    /* cat */ [](const pd_tensor *const *xs, int32_t count, int64_t dim, pd_tensor **out) {
+        return guarded([&] {
+            if (count < 1 || !xs) throw std::invalid_argument("cat of no tensors");
+            std::vector<at::Tensor> parts;
+            for (int32_t i = 0; i < count; ++i) parts.push_back(get(xs[i], "cat"));
+            give(at::cat(parts, dim), out);
+        });
+    },
+    /* softmax */ [](const pd_tensor *x, int64_t dim, pd_tensor **out) {
+        return guarded([&] { give(at::softmax(get(x, "softmax"), dim), out); });
+    },
+    /* reduce */ [](const pd_tensor *x, int32_t kind, const int64_t *over, int32_t n, int32_t keepdim, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "reduce");
+            switch (kind) {
+            case PD_REDUCE_SUM: give(at::sum(v, dims(over, n), keepdim != 0), out); break;
+            case PD_REDUCE_MEAN: give(at::mean(v, dims(over, n), keepdim != 0), out); break;
+            default: throw std::invalid_argument("unknown reduction " + std::to_string(kind));
+            }
+        });
+    },
+    /* l2_normalize */ [](const pd_tensor *x, int64_t dim, double eps, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "l2_normalize");
+            give(v / at::clamp_min(at::linalg_vector_norm(v, 2, at::IntArrayRef{dim}, true), eps), out);
+        });
+    },
+    /* attention */ [](const pd_tensor *q, const pd_tensor *k, const pd_tensor *v, double scale, pd_tensor **out) {
+        return guarded([&] { give(attend(get(q, "attention q"), get(k, "attention k"), get(v, "attention v"), scale), out); });
+    },
+    /* upsample_nearest */ [](const pd_tensor *x, const int64_t *factors, int32_t n, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "upsample_nearest");
+            if (n < 1 || n > 3 || v.dim() != n + 2) throw std::invalid_argument("upsample_nearest of " + std::to_string(n) + " dimensions on a " + std::to_string(v.dim()) + "-d tensor");
+            std::vector<int64_t> size;
+            for (int32_t i = 0; i < n; ++i) size.push_back(v.size(2 + i) * factors[i]);
+            switch (n) {
+            case 1: give(at::upsample_nearest1d(v, size), out); break;
+            case 2: give(at::upsample_nearest2d(v, size), out); break;
+            default: give(at::upsample_nearest3d(v, size), out); break;
+            }
+        });
+    },
+    /* guard_enter */ [](int32_t kind) -> void * {
+        Guard *made = nullptr;
+        const int32_t status = guarded([&] {
+            switch (kind) {
+            case PD_GUARD_INFERENCE: made = new InferenceGuard(); break;
+            case PD_GUARD_NO_GRAD: made = new NoGradGuard(); break;
+            case PD_GUARD_AUTOCAST_FP16: made = new AutocastGuard(at::kHalf); break;
+            case PD_GUARD_AUTOCAST_BF16: made = new AutocastGuard(at::kBFloat16); break;
+            default: throw std::invalid_argument("unknown guard kind " + std::to_string(kind));
+            }
+        });
+        return status == 0 ? made : nullptr;
+    },
+    /* guard_leave */ [](void *guard) { delete static_cast<Guard *>(guard); },
+    /* set_tf32 */ [](int32_t matmul, int32_t convolution) {
+        return guarded([&] {
+            at::globalContext().setAllowTF32CuBLAS(matmul != 0);
+            at::globalContext().setAllowTF32CuDNN(convolution != 0);
+        });
+    },
+    /* synchronize */ [](int32_t index) {
+        return guarded([&] {
+            if (torch::cuda::is_available()) torch::cuda::synchronize(index);
+        });
+    },
+    /* memory_stats */ [](int32_t index, int64_t *allocated, int64_t *peak, int64_t *reserved) {
+        return guarded([&] {
+#ifdef PD_WITH_CUDA
+            using c10::cuda::CUDACachingAllocator::StatType;
+            const auto stats = device_stats(index);
+            const auto all = static_cast<size_t>(StatType::AGGREGATE);
+            if (allocated) *allocated = stats.allocated_bytes[all].current;
+            if (peak) *peak = stats.allocated_bytes[all].peak;
+            if (reserved) *reserved = stats.reserved_bytes[all].current;
+#else
+            (void)index, (void)allocated, (void)peak, (void)reserved;
+            throw std::runtime_error("memory statistics need a CUDA build of the torch backend");
+#endif
+        });
+    },
+    /* reset_peak_memory */ [](int32_t index) {
+        return guarded([&] {
+#ifdef PD_WITH_CUDA
+            c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index));
+#else
+            (void)index;
+            throw std::runtime_error("memory statistics need a CUDA build of the torch backend");
+#endif
+        });
+    },
+    /* built_with_cuda */ []() -> int32_t {
+#ifdef PD_WITH_CUDA
+        return 1;
+#else
+        return 0;
+#endif
     },
 };
 } // namespace

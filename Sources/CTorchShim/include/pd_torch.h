@@ -67,7 +67,69 @@ typedef struct pd_torch_api {
     int32_t (*max_pool)(const pd_tensor *x, const int64_t *kernel, const int64_t *stride, const int64_t *padding, int32_t n,
                         pd_tensor **out);
     int32_t (*reshape)(const pd_tensor *x, const int64_t *shape, int32_t ndim, pd_tensor **out);
+
+    // --- Appended for StableSyncNet and HyperIQA (layers) ---------------------------------------
+    int32_t (*sub)(const pd_tensor *a, const pd_tensor *b, pd_tensor **out);
+    int32_t (*div)(const pd_tensor *a, const pd_tensor *b, pd_tensor **out);
+    /// `x · scale + shift` with scalars (shapes and dtype kept).
+    int32_t (*affine)(const pd_tensor *x, double scale, double shift, pd_tensor **out);
+    /// Element-wise activation, `pd_activation`.
+    int32_t (*activation)(const pd_tensor *x, int32_t kind, pd_tensor **out);
+    /// GroupNorm over (C/groups, spatial…) per item and group; weight/bias may be NULL.
+    int32_t (*group_norm)(const pd_tensor *x, int64_t groups, const pd_tensor *weight, const pd_tensor *bias, double eps,
+                          pd_tensor **out);
+    /// LayerNorm over the last `n` dimensions; weight/bias may be NULL.
+    int32_t (*layer_norm)(const pd_tensor *x, int32_t n, const pd_tensor *weight, const pd_tensor *bias, double eps,
+                          pd_tensor **out);
+    /// N-d average pooling (N = 1, 2, 3; padding counted in the average, floor mode).
+    int32_t (*avg_pool)(const pd_tensor *x, const int64_t *kernel, const int64_t *stride, const int64_t *padding, int32_t n,
+                        pd_tensor **out);
+    /// Constant padding of the last dimensions; `pads` in torch.nn.functional.pad order (last dimension first:
+    /// left, right, top, bottom, …), `n` entries (even).
+    int32_t (*pad)(const pd_tensor *x, const int64_t *pads, int32_t n, double value, pd_tensor **out);
+    int32_t (*permute)(const pd_tensor *x, const int64_t *dims, int32_t n, pd_tensor **out);
+    /// Elements [start, start + length) of dimension `dim` (a view).
+    int32_t (*narrow)(const pd_tensor *x, int64_t dim, int64_t start, int64_t length, pd_tensor **out);
+    int32_t (*cat)(const pd_tensor *const *xs, int32_t count, int64_t dim, pd_tensor **out);
+    int32_t (*softmax)(const pd_tensor *x, int64_t dim, pd_tensor **out);
+    /// Sum or mean over `dims` (`n` entries), `keepdim` 0/1.
+    int32_t (*reduce)(const pd_tensor *x, int32_t kind, const int64_t *dims, int32_t n, int32_t keepdim, pd_tensor **out);
+    /// `x / max(‖x‖₂, eps)` along `dim` (torch.nn.functional.normalize).
+    int32_t (*l2_normalize)(const pd_tensor *x, int64_t dim, double eps, pd_tensor **out);
+    /// softmax(q·kᵀ·scale)·v over the last two dimensions ([…, L, E] × [… S, E] × [… S, Ev]); fused where the
+    /// libtorch has scaled_dot_product_attention (2.x), explicit otherwise. scale ≤ 0 means 1/√E.
+    int32_t (*attention)(const pd_tensor *q, const pd_tensor *k, const pd_tensor *v, double scale, pd_tensor **out);
+    /// Nearest-neighbour upsampling of the last `n` dimensions by integer factors.
+    int32_t (*upsample_nearest)(const pd_tensor *x, const int64_t *factors, int32_t n, pd_tensor **out);
+
+    // --- Appended: execution control -------------------------------------------------------------
+    /// Thread-local modes, entered and left on the same thread in LIFO order: `pd_guard_kind`.
+    /// `enter` returns an opaque guard (NULL with last_error on failure); `leave` restores the previous mode.
+    void *(*guard_enter)(int32_t kind);
+    void (*guard_leave)(void *guard);
+    /// Allow TensorFloat-32 in CUDA matmuls and convolutions (PyTorch's defaults: convolutions yes, matmuls no).
+    int32_t (*set_tf32)(int32_t matmul, int32_t convolution);
+    /// Waits for all work queued on the CUDA device (no-op without CUDA).
+    int32_t (*synchronize)(int32_t device_index);
+    /// CUDA caching-allocator statistics of a device, in bytes: currently allocated, peak allocated since the last
+    /// reset, reserved by the allocator. -1 with an error when the backend was built without CUDA.
+    int32_t (*memory_stats)(int32_t device_index, int64_t *allocated, int64_t *peak, int64_t *reserved);
+    int32_t (*reset_peak_memory)(int32_t device_index);
+    /// Whether this build was compiled with CUDA support (memory statistics, autocast on CUDA).
+    int32_t (*built_with_cuda)(void);
 } pd_torch_api;
+
+/// `activation` kinds (values are part of the ABI).
+typedef enum {
+    PD_ACT_RELU = 0, PD_ACT_SILU = 1, PD_ACT_GELU = 2 /* exact (erf) */, PD_ACT_GELU_TANH = 3, PD_ACT_SIGMOID = 4, PD_ACT_TANH = 5
+} pd_activation;
+
+/// `reduce` kinds.
+typedef enum { PD_REDUCE_SUM = 0, PD_REDUCE_MEAN = 1 } pd_reduction;
+
+/// `guard_enter` kinds: no autograd recording at all (inference mode), autograd off (no_grad), CUDA autocast to
+/// float16 or bfloat16.
+typedef enum { PD_GUARD_INFERENCE = 0, PD_GUARD_NO_GRAD = 1, PD_GUARD_AUTOCAST_FP16 = 2, PD_GUARD_AUTOCAST_BF16 = 3 } pd_guard_kind;
 
 /// The backend's table, or NULL if it cannot serve this ABI version.
 const pd_torch_api *pd_torch_api_v1(void);

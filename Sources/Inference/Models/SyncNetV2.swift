@@ -38,7 +38,7 @@ public struct SyncNetV2 {
     }
 
     /// Loads a checkpoint strictly (every key used, BatchNorm's `num_batches_tracked` aside).
-    public static func load(_ archive: SafeTensors, device: Device = .cpu) throws -> (SyncNetV2, StrictLoader.Report) {
+    public static func load(_ archive: any TensorArchive, device: Device = .cpu) throws -> (SyncNetV2, StrictLoader.Report) {
         let loader = StrictLoader(archive)
         let model = try SyncNetV2(WeightSource(loader, device: device))
         return (model, try loader.finish(ignoring: [".num_batches_tracked"]))

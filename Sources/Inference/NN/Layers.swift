@@ -5,23 +5,6 @@ public protocol Module {
     func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 
-/// Where layers get their weights: a strict loader and the device to put them on.
-public struct WeightSource {
-    public let loader: StrictLoader
-    public let device: Device
-    public let backend: TorchBackend
-
-    public init(_ loader: StrictLoader, device: Device = .cpu, backend: TorchBackend? = nil) throws {
-        self.loader = loader; self.device = device; self.backend = try backend ?? TorchBackend.shared()
-    }
-
-    /// The weight at `path` with `shape`, as float32 on the device (F16/BF16 widen exactly).
-    public func tensor(_ path: WeightPath, shape: [Int], isBuffer: Bool = false) throws -> Tensor {
-        let host = try loader.take(path, shape: shape, isBuffer: isBuffer)
-        return try Tensor(host.floats(), shape: shape, device: device, backend: backend)
-    }
-}
-
 /// `torch.nn.Conv1d/2d/3d` (rank = kernel.count); weight `[out, in/groups, k…]`.
 public struct Conv: Module {
     public let weight: Tensor, bias: Tensor?
@@ -29,8 +12,9 @@ public struct Conv: Module {
 
     public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: [Int], stride: [Int]? = nil, padding: [Int]? = nil,
                 groups: Int = 1, bias: Bool = true) throws {
-        weight = try w.tensor(path("weight"), shape: [out, inChannels / groups] + kernel)
-        self.bias = bias ? try w.tensor(path("bias"), shape: [out]) : nil
+        let fanIn = inChannels / groups * kernel.reduce(1, *)
+        weight = try w.tensor(path("weight"), shape: [out, inChannels / groups] + kernel, role: .weight(fanIn: fanIn))
+        self.bias = bias ? try w.tensor(path("bias"), shape: [out], role: .bias(fanIn: fanIn)) : nil
         self.stride = stride ?? kernel.map { _ in 1 }
         self.padding = padding ?? kernel.map { _ in 0 }
         self.groups = groups
@@ -47,10 +31,10 @@ public struct BatchNorm: Module {
     public let eps: Double
 
     public init(_ w: WeightSource, _ path: WeightPath, features: Int, eps: Double = 1e-5) throws {
-        weight = try w.tensor(path("weight"), shape: [features])
-        bias = try w.tensor(path("bias"), shape: [features])
-        mean = try w.tensor(path("running_mean"), shape: [features], isBuffer: true)
-        variance = try w.tensor(path("running_var"), shape: [features], isBuffer: true)
+        weight = try w.tensor(path("weight"), shape: [features], role: .scale)
+        bias = try w.tensor(path("bias"), shape: [features], role: .shift)
+        mean = try w.tensor(path("running_mean"), shape: [features], role: .runningMean)
+        variance = try w.tensor(path("running_var"), shape: [features], role: .runningVariance)
         self.eps = eps
     }
 
@@ -64,8 +48,8 @@ public struct Linear: Module {
     public let weight: Tensor, bias: Tensor?
 
     public init(_ w: WeightSource, _ path: WeightPath, in inFeatures: Int, out: Int, bias: Bool = true) throws {
-        weight = try w.tensor(path("weight"), shape: [out, inFeatures])
-        self.bias = bias ? try w.tensor(path("bias"), shape: [out]) : nil
+        weight = try w.tensor(path("weight"), shape: [out, inFeatures], role: .weight(fanIn: inFeatures))
+        self.bias = bias ? try w.tensor(path("bias"), shape: [out], role: .bias(fanIn: inFeatures)) : nil
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.linear(x, weight: weight, bias: bias) }
@@ -74,6 +58,49 @@ public struct Linear: Module {
 public struct ReLU: Module {
     public init() {}
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.relu() }
+}
+
+/// An element-wise activation as a layer (`nn.SiLU`, `nn.GELU`, `nn.Sigmoid`, …).
+public struct Activate: Module {
+    public let kind: Activation
+    public init(_ kind: Activation) { self.kind = kind }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.activation(kind) }
+}
+
+/// `torch.nn.GroupNorm(groups, channels, eps)` with its affine parameters.
+public struct GroupNorm: Module {
+    public let weight: Tensor, bias: Tensor
+    public let groups: Int, eps: Double
+
+    public init(_ w: WeightSource, _ path: WeightPath, groups: Int, channels: Int, eps: Double) throws {
+        precondition(channels % groups == 0, "GroupNorm: \(channels) channels do not split into \(groups) groups")
+        weight = try w.tensor(path("weight"), shape: [channels], role: .scale)
+        bias = try w.tensor(path("bias"), shape: [channels], role: .shift)
+        self.groups = groups; self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+}
+
+/// `torch.nn.LayerNorm(features, eps)` over the last dimension.
+public struct LayerNorm: Module {
+    public let weight: Tensor, bias: Tensor
+    public let eps: Double
+
+    public init(_ w: WeightSource, _ path: WeightPath, features: Int, eps: Double = 1e-5) throws {
+        weight = try w.tensor(path("weight"), shape: [features], role: .scale)
+        bias = try w.tensor(path("bias"), shape: [features], role: .shift)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}
+
+/// `torch.nn.AvgPool1d/2d/3d` (floor mode, padding counted).
+public struct AvgPool: Module {
+    public let kernel: [Int], stride: [Int]
+    public init(kernel: [Int], stride: [Int]? = nil) { self.kernel = kernel; self.stride = stride ?? kernel }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.avgPool(x, kernel: kernel, stride: stride) }
 }
 
 /// `torch.nn.MaxPool1d/2d/3d` (floor mode; padding counts as −∞).

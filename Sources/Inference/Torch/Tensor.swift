@@ -23,6 +23,20 @@ public final class Tensor: @unchecked Sendable {
         self.init(out!, backend)
     }
 
+    /// A tensor of `dtype` from raw little-endian host bytes (row-major), e.g. uint8 frames.
+    public convenience init(bytes: UnsafeRawBufferPointer, dtype: DType, shape: [Int], device: Device = .cpu, backend: TorchBackend? = nil) throws {
+        precondition(bytes.count == shape.reduce(1, *) * dtype.byteSize, "\(bytes.count) bytes for \(dtype) \(shape)")
+        let backend = try backend ?? TorchBackend.shared()
+        let dims = shape.map(Int64.init)
+        var out: OpaquePointer?
+        let (kind, index) = device.abi
+        try backend.check(backend.api.from_host!(bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1), dtype.abi, dims, Int32(dims.count), kind, index, &out),
+                          "tensor from host")
+        self.init(out!, backend)
+    }
+
+    public var dtype: DType? { DType(abi: backend.api.dtype!(handle)) }
+
     public var shape: [Int] {
         get throws {
             let n = Int(backend.api.ndim!(handle))
@@ -52,6 +66,35 @@ public final class Tensor: @unchecked Sendable {
     }
 
     public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.make("add") { a.backend.api.add!(a.handle, b.handle, &$0) } }
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.make("sub") { a.backend.api.sub!(a.handle, b.handle, &$0) } }
+    public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.make("div") { a.backend.api.div!(a.handle, b.handle, &$0) } }
+    /// `self · scale + shift`.
+    public func affine(scale: Double, shift: Double = 0) throws -> Tensor { try make("affine") { backend.api.affine!(handle, scale, shift, &$0) } }
+    public func activation(_ kind: Activation) throws -> Tensor {
+        try make("\(kind)") { backend.api.activation!(handle, Int32(kind.abi.rawValue), &$0) }
+    }
+    public func permuted(_ order: [Int]) throws -> Tensor {
+        let dims = order.map(Int64.init)
+        return try make("permute") { backend.api.permute!(handle, dims, Int32(dims.count), &$0) }
+    }
+    /// Elements `range` of dimension `dim` (a view).
+    public func narrowed(_ dim: Int, _ range: Range<Int>) throws -> Tensor {
+        try make("narrow") { backend.api.narrow!(handle, Int64(dim), Int64(range.lowerBound), Int64(range.count), &$0) }
+    }
+    public func softmax(_ dim: Int) throws -> Tensor { try make("softmax") { backend.api.softmax!(handle, Int64(dim), &$0) } }
+    public func sum(_ dims: [Int], keepingDims: Bool = false) throws -> Tensor { try reduce(PD_REDUCE_SUM, dims, keepingDims) }
+    public func mean(_ dims: [Int], keepingDims: Bool = false) throws -> Tensor { try reduce(PD_REDUCE_MEAN, dims, keepingDims) }
+    private func reduce(_ kind: pd_reduction, _ dims: [Int], _ keep: Bool) throws -> Tensor {
+        let d = dims.map(Int64.init)
+        return try make("reduce") { backend.api.reduce!(handle, Int32(kind.rawValue), d, Int32(d.count), keep ? 1 : 0, &$0) }
+    }
+
+    /// Concatenation along `dim`.
+    public static func cat(_ parts: [Tensor], dim: Int) throws -> Tensor {
+        precondition(!parts.isEmpty, "cat of no tensors")
+        let handles: [OpaquePointer?] = parts.map(\.handle)
+        return try parts[0].make("cat") { out in handles.withUnsafeBufferPointer { parts[0].backend.api.cat!($0.baseAddress, Int32($0.count), Int64(dim), &out) } }
+    }
     public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.make("mul") { a.backend.api.mul!(a.handle, b.handle, &$0) } }
     public func matmul(_ b: Tensor) throws -> Tensor { try make("matmul") { backend.api.matmul!(handle, b.handle, &$0) } }
     public func relu() throws -> Tensor { try make("relu") { backend.api.relu!(handle, &$0) } }
@@ -79,6 +122,43 @@ public enum Functional {
     /// Batch normalisation with running statistics (evaluation mode).
     public static func batchNorm(_ x: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Double = 1e-5) throws -> Tensor {
         try x.make("batch_norm") { x.backend.api.batch_norm!(x.handle, weight?.handle, bias?.handle, mean.handle, variance.handle, eps, &$0) }
+    }
+
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Double) throws -> Tensor {
+        try x.make("group_norm") { x.backend.api.group_norm!(x.handle, Int64(groups), weight?.handle, bias?.handle, eps, &$0) }
+    }
+
+    /// LayerNorm over the last dimension.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Double) throws -> Tensor {
+        try x.make("layer_norm") { x.backend.api.layer_norm!(x.handle, 1, weight?.handle, bias?.handle, eps, &$0) }
+    }
+
+    public static func avgPool(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int]? = nil) throws -> Tensor {
+        let n = kernel.count
+        let k = kernel.map(Int64.init), s = stride.map(Int64.init), p = (padding ?? Array(repeating: 0, count: n)).map(Int64.init)
+        return try x.make("avg_pool") { x.backend.api.avg_pool!(x.handle, k, s, p, Int32(n), &$0) }
+    }
+
+    /// Zero (or `value`) padding in torch.nn.functional.pad order: last dimension first, (before, after) pairs.
+    public static func pad(_ x: Tensor, _ pads: [Int], value: Double = 0) throws -> Tensor {
+        let p = pads.map(Int64.init)
+        return try x.make("pad") { x.backend.api.pad!(x.handle, p, Int32(p.count), value, &$0) }
+    }
+
+    /// `x / max(‖x‖₂, eps)` along `dim`.
+    public static func normalize(_ x: Tensor, dim: Int, eps: Double = 1e-12) throws -> Tensor {
+        try x.make("normalize") { x.backend.api.l2_normalize!(x.handle, Int64(dim), eps, &$0) }
+    }
+
+    /// softmax(q·kᵀ·scale)·v over the last two dimensions (scale nil: 1/√head size).
+    public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Double? = nil) throws -> Tensor {
+        try q.make("attention") { q.backend.api.attention!(q.handle, k.handle, v.handle, scale ?? 0, &$0) }
+    }
+
+    /// Nearest-neighbour upsampling of the spatial dimensions by integer factors.
+    public static func upsampleNearest(_ x: Tensor, factors: [Int]) throws -> Tensor {
+        let f = factors.map(Int64.init)
+        return try x.make("upsample_nearest") { x.backend.api.upsample_nearest!(x.handle, f, Int32(f.count), &$0) }
     }
 
     public static func maxPool(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int]) throws -> Tensor {

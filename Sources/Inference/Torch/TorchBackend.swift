@@ -129,8 +129,8 @@ public enum Device: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Element types of backend tensors (those the models use).
-public enum DType: Sendable, Equatable {
-    case float32, float16, bfloat16, float64, int64
+public enum DType: Sendable, Equatable, CaseIterable {
+    case float32, float16, bfloat16, float64, int64, uint8
 
     var abi: pd_dtype {
         switch self {
@@ -139,6 +139,37 @@ public enum DType: Sendable, Equatable {
         case .bfloat16: PD_BFLOAT16
         case .float64: PD_FLOAT64
         case .int64: PD_INT64
+        case .uint8: PD_UINT8
+        }
+    }
+
+    init?(abi: Int32) {
+        guard let match = Self.allCases.first(where: { Int32($0.abi.rawValue) == abi }) else { return nil }
+        self = match
+    }
+
+    public var byteSize: Int {
+        switch self {
+        case .float32: 4
+        case .float16, .bfloat16: 2
+        case .float64, .int64: 8
+        case .uint8: 1
+        }
+    }
+}
+
+/// Element-wise activations (PyTorch's definitions; `gelu` is the exact erf form).
+public enum Activation: Sendable {
+    case relu, silu, gelu, geluTanh, sigmoid, tanh
+
+    var abi: pd_activation {
+        switch self {
+        case .relu: PD_ACT_RELU
+        case .silu: PD_ACT_SILU
+        case .gelu: PD_ACT_GELU
+        case .geluTanh: PD_ACT_GELU_TANH
+        case .sigmoid: PD_ACT_SIGMOID
+        case .tanh: PD_ACT_TANH
         }
     }
 }

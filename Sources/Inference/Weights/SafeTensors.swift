@@ -85,7 +85,7 @@ public struct HostTensor: Sendable, Equatable {
 /// A safetensors file (8-byte little-endian header length, JSON header of
 /// `{name: {dtype, shape, data_offsets}}` plus optional `__metadata__`, then the data), read
 /// through a memory map so that large checkpoints are not copied before they are used.
-public struct SafeTensors: Sendable {
+public struct SafeTensors: Sendable, TensorArchive {
     public struct Entry: Sendable, Equatable {
         public var dtype: StoredDType
         public var shape: [Int]
@@ -139,6 +139,7 @@ public struct SafeTensors: Sendable {
     }
 
     public var names: [String] { entries.keys.sorted() }
+    public func shape(of name: String) -> [Int]? { entries[name]?.shape }
 
     public func tensor(_ name: String) throws -> HostTensor {
         guard let e = entries[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names)) }

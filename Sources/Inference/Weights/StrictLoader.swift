@@ -1,5 +1,14 @@
 import Foundation
 
+/// A file of named tensors (safetensors, a torch checkpoint's state dict).
+public protocol TensorArchive {
+    /// Stored names, sorted.
+    var names: [String] { get }
+    /// The stored shape of `name`, nil when absent.
+    func shape(of name: String) -> [Int]?
+    func tensor(_ name: String) throws -> HostTensor
+}
+
 /// Hands a model its weights by key and checks, both ways, that the file and the model agree: a
 /// missing key or a shape that differs fails at once with the key's name, and `finish()` fails on
 /// any stored key the model never asked for, except the leftovers the model declares (e.g. BatchNorm's
@@ -13,26 +22,26 @@ public final class StrictLoader {
         public var ignored: [String]
     }
 
-    public let archive: SafeTensors
+    public let archive: any TensorArchive
     private var used: Set<String> = []
     private var parameterCount = 0
     private var bufferCount = 0
 
-    public init(_ archive: SafeTensors) { self.archive = archive }
+    public init(_ archive: any TensorArchive) { self.archive = archive }
 
     /// The tensor at `path`, which must have `shape` (nil: any shape).
     public func take(_ path: WeightPath, shape: [Int]? = nil, isBuffer: Bool = false) throws -> HostTensor {
         let key = path.key
-        guard let entry = archive.entries[key] else { throw WeightError.missing(key: key, similar: WeightError.similar(to: key, in: archive.names)) }
-        if let shape, shape != entry.shape { throw WeightError.shapeMismatch(key: key, expected: shape, found: entry.shape) }
+        guard let stored = archive.shape(of: key) else { throw WeightError.missing(key: key, similar: WeightError.similar(to: key, in: archive.names)) }
+        if let shape, shape != stored { throw WeightError.shapeMismatch(key: key, expected: shape, found: stored) }
         used.insert(key)
-        let count = entry.shape.reduce(1, *)
+        let count = stored.reduce(1, *)
         if isBuffer { bufferCount += count } else { parameterCount += count }
         return try archive.tensor(key)
     }
 
     /// Whether the file has `path` (for optional parameters such as a bias).
-    public func has(_ path: WeightPath) -> Bool { archive.entries[path.key] != nil }
+    public func has(_ path: WeightPath) -> Bool { archive.shape(of: path.key) != nil }
 
     /// Ends loading: every stored key must have been taken or match one of `ignoring` (a key
     /// suffix such as `.num_batches_tracked`).

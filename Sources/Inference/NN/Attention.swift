@@ -1,0 +1,51 @@
+/// diffusers' `Attention` as LatentSync uses it: `to_q`, `to_k`, `to_v`, `to_out.0`, `heads` heads of
+/// size C/heads over tokens (B, L, C), `softmax(q·kᵀ/√d)·v` per head, heads concatenated in order.
+/// `context` (cross-attention) supplies keys and values; its width may differ from C.
+public struct MultiHeadAttention {
+    public let toQ: Linear, toK: Linear, toV: Linear, toOut: Linear
+    public let heads: Int
+
+    public init(_ w: WeightSource, _ path: WeightPath, channels: Int, contextChannels: Int? = nil, heads: Int, qkvBias: Bool) throws {
+        precondition(channels % heads == 0, "attention: \(channels) channels do not split into \(heads) heads")
+        let kv = contextChannels ?? channels
+        toQ = try Linear(w, path("to_q"), in: channels, out: channels, bias: qkvBias)
+        toK = try Linear(w, path("to_k"), in: kv, out: channels, bias: qkvBias)
+        toV = try Linear(w, path("to_v"), in: kv, out: channels, bias: qkvBias)
+        toOut = try Linear(w, path("to_out")[0], in: channels, out: channels)
+        self.heads = heads
+    }
+
+    /// (B, L, C) tokens, optional (B, S, C') context → (B, L, C).
+    public func callAsFunction(_ x: Tensor, context: Tensor? = nil) throws -> Tensor {
+        let shape = try x.shape
+        let (b, l, c) = (shape[0], shape[1], shape[2])
+        let source = context ?? x
+        let s = try source.shape[1]
+        func split(_ t: Tensor, _ length: Int) throws -> Tensor {
+            try t.reshaped([b, length, heads, c / heads]).permuted([0, 2, 1, 3])
+        }
+        let q = try split(toQ(x), l), k = try split(toK(source), s), v = try split(toV(source), s)
+        let mixed = try Functional.attention(q: q, k: k, v: v).permuted([0, 2, 1, 3]).reshaped([b, l, c])
+        return try toOut(mixed)
+    }
+}
+
+/// diffusers' `FeedForward` with GEGLU: `net.0.proj` (C → 2·inner), `a · GELU(g)` over the two halves,
+/// `net.2` (inner → C); exact (erf) GELU.
+public struct GEGLUFeedForward: Module {
+    public let project: Linear, out: Linear
+    public let inner: Int
+
+    public init(_ w: WeightSource, _ path: WeightPath, channels: Int, multiplier: Int = 4) throws {
+        inner = channels * multiplier
+        project = try Linear(w, path("net")[0]("proj"), in: channels, out: 2 * inner)
+        out = try Linear(w, path("net")[2], in: inner, out: channels)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let p = try project(x)
+        let last = try p.shape.count - 1
+        let gated = try p.narrowed(last, 0..<inner) * p.narrowed(last, inner..<(2 * inner)).activation(.gelu)
+        return try out(gated)
+    }
+}

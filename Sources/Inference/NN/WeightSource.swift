@@ -1,0 +1,114 @@
+import Foundation
+
+/// Where layers get their weights. Layers ask for each tensor by path, shape and role; the source
+/// answers from a checkpoint (strictly), with fresh random values (full-size architectures for
+/// speed and memory runs, test checkpoints in the reference formats), or with shapes only (to count
+/// a configuration's parameters without allocating them).
+public struct WeightSource {
+    /// What a tensor is for: decides its random initialisation and whether it counts as a parameter.
+    public enum Role: Sendable, Equatable {
+        case weight(fanIn: Int), bias(fanIn: Int), scale, shift, runningMean, runningVariance
+        /// A fixed buffer (e.g. a positional-encoding table) the model computes itself when random.
+        case buffer
+
+        var isBuffer: Bool { self == .runningMean || self == .runningVariance || self == .buffer }
+    }
+
+    public enum Origin {
+        case checkpoint(StrictLoader)
+        case random(RandomWeights)
+        case shapes(ShapeRecorder)
+    }
+
+    public let origin: Origin
+    public let device: Device
+    public let backend: TorchBackend
+
+    public init(_ loader: StrictLoader, device: Device = .cpu, backend: TorchBackend? = nil) throws {
+        try self.init(.checkpoint(loader), device: device, backend: backend)
+    }
+
+    public init(_ origin: Origin, device: Device = .cpu, backend: TorchBackend? = nil) throws {
+        self.origin = origin; self.device = device; self.backend = try backend ?? TorchBackend.shared()
+    }
+
+    /// The weight at `path` with `shape`, as float32 on the device (F16/BF16 widen exactly).
+    public func tensor(_ path: WeightPath, shape: [Int], role: Role) throws -> Tensor {
+        switch origin {
+        case let .checkpoint(loader):
+            let host = try loader.take(path, shape: shape, isBuffer: role.isBuffer)
+            return try Tensor(host.floats(), shape: shape, device: device, backend: backend)
+        case let .random(generator):
+            return try Tensor(generator.values(path, shape: shape, role: role), shape: shape, device: device, backend: backend)
+        case let .shapes(recorder):
+            recorder.record(path, shape: shape, role: role)
+            return try recorder.placeholder(backend)
+        }
+    }
+}
+
+/// Records the state dict a configuration declares (names, shapes, parameter count) without
+/// allocating it. Models built from it hold placeholders and must not be run.
+public final class ShapeRecorder {
+    public private(set) var shapes: [(key: String, shape: [Int])] = []
+    public private(set) var parameters = 0
+    public private(set) var buffers = 0
+    private var empty: Tensor?
+
+    public init() {}
+
+    func record(_ path: WeightPath, shape: [Int], role: WeightSource.Role) {
+        shapes.append((path.key, shape))
+        if role.isBuffer { buffers += shape.reduce(1, *) } else { parameters += shape.reduce(1, *) }
+    }
+
+    func placeholder(_ backend: TorchBackend) throws -> Tensor {
+        if let empty { return empty }
+        let made = try Tensor([], shape: [0], backend: backend)
+        empty = made
+        return made
+    }
+}
+
+/// Fresh weights with PyTorch's default initialisation (uniform ±1/√fan_in for weights and biases,
+/// norms at scale 1 and shift 0, running statistics 0 and 1), from a seeded generator so that the
+/// same seed gives the same model. Keeps what it generated when asked, so a test can save it as a
+/// checkpoint in a reference format.
+public final class RandomWeights {
+    private var state: UInt64
+    private let keeping: Bool
+    public private(set) var generated: [String: HostTensor] = [:]
+
+    public init(seed: UInt64, keep: Bool = false) {
+        state = seed &* 0x9E37_79B9_7F4A_7C15 | 1; keeping = keep
+    }
+
+    /// Overrides for specific keys (e.g. a positional table), applied instead of random values.
+    public var fixed: [String: [Float]] = [:]
+
+    func values(_ path: WeightPath, shape: [Int], role: WeightSource.Role) throws -> [Float] {
+        let count = shape.reduce(1, *)
+        let values: [Float]
+        if let given = fixed[path.key] {
+            precondition(given.count == count, "fixed values for \(path.key): \(given.count), shape \(shape)")
+            values = given
+        } else {
+            switch role {
+            case let .weight(fanIn), let .bias(fanIn): values = uniform(count, bound: 1 / Float(max(1, fanIn)).squareRoot())
+            case .scale, .runningVariance: values = Array(repeating: 1, count: count)
+            case .shift, .runningMean, .buffer: values = Array(repeating: 0, count: count)
+            }
+        }
+        if keeping { generated[path.key] = try HostTensor(values, shape: shape) }
+        return values
+    }
+
+    private func uniform(_ n: Int, bound: Float) -> [Float] {
+        (0..<n).map { _ in
+            // xorshift64*: fast, and deterministic across platforms.
+            state ^= state >> 12; state ^= state << 25; state ^= state >> 27
+            let bits = (state &* 0x2545_F491_4F6C_DD1D) >> 40
+            return (Float(bits) / Float(1 << 24) * 2 - 1) * bound
+        }
+    }
+}
