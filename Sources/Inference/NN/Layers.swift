@@ -122,6 +122,9 @@ public struct Sequential: Module {
         layers = try makers.enumerated().map { try $0.element(path[$0.offset]) }
     }
 
+    /// Layers made elsewhere (their weight paths chosen by their maker).
+    public init(layers: [any Module]) { self.layers = layers }
+
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try layers.reduce(x) { try $1($0) } }
 
     /// The output of every element (for comparing intermediate activations).
