@@ -58,7 +58,7 @@ let package = Package(
         // MARK: Stages
 
         /** One file per pipeline stage; where PipelineCore and Inference meet. */
-        .target(name: "Stages", dependencies: ["PipelineCore"]),
+        .target(name: "Stages", dependencies: ["PipelineCore", "Inference"]),
 
         /** Model code shared by the pipeline, `train` and `infer`: the torch backend's loading and
             tensors (Torch/), safetensors and strict loading (Weights/); layers and models follow. */

@@ -1,50 +1,153 @@
-// Model parity on any machine with a torch backend, without FFmpeg/OpenCV/dlib (so it can be
-// carried to the GPU machine as a static binary):
+// Model parity and GPU throughput on any machine with a torch backend, without FFmpeg/OpenCV/dlib
+// (so it can be carried to the GPU machine as a static binary):
 //
-//   InferenceCheck GOLDEN_DIR [--device auto|cpu|cuda:N]
-//
-// Runs SyncNet v2 on golden/syncnet_v2 (forward and the offset search) on the chosen device and
-// prints the deviations; exits 1 if any exceeds the golden README's tolerance.
-import Foundation
+//   InferenceCheck parity GOLDEN_DIR [--device D] [--models syncnet_v2,stable_syncnet,hyperiqa]
+//       Each model on its golden set on the device; prints the deviations; exits 1 if any exceeds
+//       the golden README's tolerance. TF32 is off so CUDA runs in true float32.
+//   InferenceCheck bench [--device D] [--dtype float32|float16|bfloat16] [--iterations N]
+//       SyncNet v2 scoring of 10 s clips (245 five-frame windows per clip, one clip per batch) and
+//       hyperIQA scoring (64 clips × 3 frames per batch) at random weights; prints one JSON line per
+//       model: clips/s, seconds per batch, peak CUDA memory. Benchmarks/ModelBenchmark/run.sh runs the
+//       same in PyTorch eagerly and prints the ratios.
+// FoundationEssentials rather than Foundation: no ICU, so the static binary stays small to carry.
+import FoundationEssentials
+import Glibc
 import Inference
 
-let arguments = CommandLine.arguments
-guard arguments.count >= 2 else {
-    FileHandle.standardError.write(Data("usage: InferenceCheck GOLDEN_DIR [--device auto|cpu|cuda:N]\n".utf8))
+let arguments = Array(CommandLine.arguments.dropFirst())
+func printError(_ text: String) { _ = text.withCString { write(2, $0, strlen($0)) } }
+func option(_ name: String, _ fallback: String) -> String {
+    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return fallback }
+    return arguments[i + 1]
+}
+guard let mode = arguments.first, ["parity", "bench"].contains(mode), mode == "bench" || arguments.count >= 2 else {
+    printError("usage: InferenceCheck parity GOLDEN_DIR [--device D] [--models a,b] | bench [--device D] [--dtype T] [--iterations N]\n")
     exit(64)
 }
-let golden = URL(fileURLWithPath: arguments[1])
-let deviceName = arguments.count >= 4 && arguments[2] == "--device" ? arguments[3] : "auto"
 var failures = 0
-@MainActor func report(_ name: String, _ ours: [Float], _ reference: [Float]) {
+
+@MainActor func report(_ name: String, _ ours: [Float], _ reference: [Float], tolerance: Float? = nil) {
     let scale = max(1, reference.map(abs).max() ?? 1)
+    let bound = tolerance ?? 1e-3 * scale
     let worst = zip(ours, reference).map { abs($0 - $1) }.max() ?? .infinity
-    let ok = ours.count == reference.count && worst <= 1e-3 * scale
+    let ok = ours.count == reference.count && worst <= bound
     if !ok { failures += 1 }
-    print("\(ok ? "ok  " : "FAIL") \(name): max |Δ| \(worst) (tolerance \(1e-3 * scale))")
+    print("\(ok ? "ok  " : "FAIL") \(name): max |Δ| \(worst) (tolerance \(bound))")
+}
+
+@MainActor func parity(_ golden: URL, device: Device, models: Set<String>) throws {
+    if models.contains("syncnet_v2") {
+        let dir = golden.appendingPathComponent("syncnet_v2")
+        let (model, loaded) = try SyncNetV2.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), device: device)
+        print("SyncNet v2: \(loaded.tensors) tensors, \(loaded.parameters) parameters")
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let audio = try Tensor(io.float32("aud_input"), shape: [2, 1, 13, 20], device: device)
+        report("syncnet_v2 forward_aud", try model.forwardAudio(audio).floats(), try io.float32("forward_aud"))
+        let lip = try Tensor(io.uint8("lip_input_u8").map(Float.init), shape: [2, 3, 5, 224, 224], device: device)
+        report("syncnet_v2 forward_lip", try model.forwardLip(lip).floats(), try io.float32("forward_lip"))
+        let data = try SafeTensors(contentsOf: dir.appendingPathComponent("eval.safetensors"))
+        let r = try model.evaluate(frames: data.uint8("eval_frames_u8").map(Float.init), frameCount: 40, mfcc: data.float32("eval_mfcc"),
+                                   mfccColumns: 160, device: device)
+        report("syncnet_v2 dists", r.distances.flatMap { $0 }, try data.float32("dists"))
+        report("syncnet_v2 mean_dists", r.meanDistances, try data.float32("mean_dists"))
+        let ok = r.offset == 3 && abs(r.minDistance - 5.227066) <= 5.3e-3 && abs(r.confidence - 7.697222) <= 7.7e-3
+        if !ok { failures += 1 }
+        print("\(ok ? "ok  " : "FAIL") syncnet_v2 evaluation: offset \(r.offset) (3), min distance \(r.minDistance) (5.227066), confidence \(r.confidence) (7.697222)")
+    }
+    if models.contains("stable_syncnet") {
+        let dir = golden.appendingPathComponent("stable_syncnet")
+        var config = StableSyncNet.Config.syncnet16PixelAttention
+        config.audio.blockOutChannels = [32, 64, 96, 128, 128, 160, 192]
+        config.visual.blockOutChannels = [32, 64, 96, 96, 128, 160, 192, 192]
+        let (model, loaded) = try StableSyncNet.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: config, device: device)
+        print("StableSyncNet (reduced): \(loaded.tensors) tensors, \(loaded.parameters) parameters; shipped config \(try StableSyncNet.parameters(of: .syncnet16PixelAttention).parameters)")
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let mel = try Tensor(io.float32("audio_input"), shape: [2, 1, 80, 52], device: device)
+        let frames = try Tensor(io.uint8("visual_input_u8").map { (Float($0) / 255 - 0.5) / 0.5 }, shape: [2, 48, 128, 256], device: device)
+        let v = try model.visualEmbedding(frames), a = try model.audioEmbedding(mel)
+        report("stable_syncnet visual_embeds", try v.floats(), try io.float32("visual_embeds"), tolerance: 1e-4)
+        report("stable_syncnet audio_embeds", try a.floats(), try io.float32("audio_embeds"), tolerance: 1e-4)
+        report("stable_syncnet cos_sim", try StableSyncNet.cosine(v, a).floats(), try io.float32("cos_sim"), tolerance: 1e-4)
+        for (i, act) in try model.audioEncoder.activations(mel).enumerated() {
+            report("stable_syncnet audio down_blocks.\(i)", try act.floats(), try io.float32("act.audio_encoder.down_blocks.\(i)"))
+        }
+    }
+    if models.contains("hyperiqa") {
+        let dir = golden.appendingPathComponent("hyperiqa")
+        let (model, loaded) = try HyperIQA.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), device: device)
+        print("hyperIQA: \(loaded.tensors) tensors, \(loaded.parameters) parameters")
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let out = try model.forward(Tensor(io.float32("input"), shape: [3, 3, 224, 224], device: device))
+        report("hyperiqa scores", try out.scores.floats(), try io.float32("scores"), tolerance: 1e-2)
+        report("hyperiqa target_in_vec", try out.targetInput.floats(), try io.float32("target_in_vec"))
+        report("hyperiqa hyper_in_feat", try out.hyperFeature.floats(), try io.float32("hyper_in_feat"))
+        for k in 1...4 { report("hyperiqa target_q\(k)", try out.hidden[k - 1].floats(), try io.float32("target_q\(k)")) }
+    }
+}
+
+/// Seconds per iteration of `body` (after warm-up), with the device synchronised around the timing.
+func timed(_ backend: TorchBackend, _ device: Device, iterations: Int, _ body: () throws -> Void) throws -> Double {
+    for _ in 0..<3 { try body() }
+    try backend.synchronize(device)
+    let clock = ContinuousClock(), start = clock.now
+    for _ in 0..<iterations { try body() }
+    try backend.synchronize(device)
+    let elapsed = clock.now - start
+    return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18) / Double(iterations)
+}
+
+func bench(device: Device, dtype: DType, iterations: Int) throws {
+    let backend = try TorchBackend.shared()
+    try backend.manualSeed(1)
+    func run(_ body: () throws -> Tensor) throws {
+        _ = try backend.inferenceMode { dtype == .float32 ? try body() : try backend.autocast(dtype, body) }
+    }
+    func line(_ model: String, batch: String, clipsPerBatch: Int, seconds: Double) throws {
+        let peak = try backend.memoryStats(device)?.peakAllocated ?? 0
+        print("{\"impl\":\"swift\",\"model\":\"\(model)\",\"dtype\":\"\(dtype)\",\"batch\":\"\(batch)\",\"seconds_per_batch\":\(seconds),"
+              + "\"clips_per_s\":\(Double(clipsPerBatch) / seconds),\"peak_bytes\":\(peak)}")
+    }
+    // SyncNet v2: one 10 s clip = 250 frames → 245 windows of 5 frames and their 20 MFCC columns.
+    do {
+        let model = try SyncNetV2(WeightSource(.random(RandomWeights(seed: 1)), device: device))
+        let windows = 245
+        let lip = try Tensor([Float](repeating: 0, count: windows * 3 * 5 * 224 * 224).map { _ in Float.random(in: 0...255) },
+                             shape: [windows, 3, 5, 224, 224], device: device)
+        let audio = try Tensor((0..<(windows * 13 * 20)).map { _ in Float.random(in: -20...20) }, shape: [windows, 1, 13, 20], device: device)
+        try backend.resetPeakMemory(device)
+        let seconds = try timed(backend, device, iterations: iterations) {
+            try run { try model.forwardLip(lip) }
+            try run { try model.forwardAudio(audio) }
+        }
+        try line("syncnet_v2", batch: "245 windows (one 10 s clip)", clipsPerBatch: 1, seconds: seconds)
+    }
+    // hyperIQA: 64 clips × (first, middle, last frame).
+    do {
+        let model = try HyperIQA(WeightSource(.random(RandomWeights(seed: 2)), device: device))
+        let images = 192
+        let input = try Tensor((0..<(images * 3 * 224 * 224)).map { _ in Float.random(in: -2...2) }, shape: [images, 3, 224, 224], device: device)
+        try backend.resetPeakMemory(device)
+        let seconds = try timed(backend, device, iterations: iterations) { try run { try model(input) } }
+        try line("hyperiqa", batch: "192 images (64 clips x 3 frames)", clipsPerBatch: 64, seconds: seconds)
+    }
 }
 
 do {
     let backend = try TorchBackend.shared()
-    let device = try backend.device(deviceName)
-    print("backend \(backend.path), libtorch \(backend.torchVersion), \(backend.cudaDeviceCount) CUDA device(s); running on \(device)")
-    let dir = golden.appendingPathComponent("syncnet_v2")
-    let (model, loaded) = try SyncNetV2.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), device: device)
-    print("SyncNet v2: \(loaded.tensors) tensors, \(loaded.parameters) parameters")
-    let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
-    let audio = try Tensor(io.float32("aud_input"), shape: [2, 1, 13, 20], device: device)
-    report("forward_aud", try model.forwardAudio(audio).floats(), try io.float32("forward_aud"))
-    let lip = try Tensor(io.uint8("lip_input_u8").map(Float.init), shape: [2, 3, 5, 224, 224], device: device)
-    report("forward_lip", try model.forwardLip(lip).floats(), try io.float32("forward_lip"))
-    let evalURL = dir.appendingPathComponent("eval.safetensors")
-    if FileManager.default.fileExists(atPath: evalURL.path) {
-        let data = try SafeTensors(contentsOf: evalURL)
-        let r = try model.evaluate(frames: data.uint8("eval_frames_u8").map(Float.init), frameCount: 40, mfcc: data.float32("eval_mfcc"),
-                                   mfccColumns: 160, device: device)
-        report("dists", r.distances.flatMap { $0 }, try data.float32("dists"))
-        let ok = r.offset == 3 && abs(r.minDistance - 5.227066) <= 5.3e-3 && abs(r.confidence - 7.697222) <= 7.7e-3
-        if !ok { failures += 1 }
-        print("\(ok ? "ok  " : "FAIL") evaluation: offset \(r.offset) (3), min distance \(r.minDistance) (5.227066), confidence \(r.confidence) (7.697222)")
+    let device = try backend.device(option("--device", "auto"))
+    printError("backend \(backend.path), libtorch \(backend.torchVersion), \(backend.cudaDeviceCount) CUDA device(s); running on \(device)\n")
+    if mode == "parity" {
+        // True float32 on CUDA for parity (PyTorch lets cuDNN use TF32 by default).
+        try backend.allowTF32(matmul: false, convolution: false)
+        let models = Set(option("--models", "syncnet_v2,stable_syncnet,hyperiqa").split(separator: ",").map(String.init))
+        try parity(URL(fileURLWithPath: arguments[1]), device: device, models: models)
+    } else {
+        let dtype: DType = switch option("--dtype", "float32") {
+        case "float16": .float16
+        case "bfloat16": .bfloat16
+        default: .float32
+        }
+        try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
     }
 } catch {
     print("FAIL \(error)")

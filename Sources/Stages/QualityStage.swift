@@ -11,16 +11,21 @@ public struct QualityStage: Stage {
     public let id = "quality"
     public let unit = WorkUnit.clip
     public let configuration: PipelineConfiguration.Quality
+    public let device: String
 
     public init(configuration: PipelineConfiguration) {
         self.configuration = configuration.quality
+        self.device = configuration.inference.device
     }
 
     public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
 
     /// What changes the scores (not the threshold).
     var scoreFingerprint: String {
-        Fingerprint.of("brisque-v1", configuration.method, configuration.brisqueModel, configuration.brisqueRange)
+        switch configuration.method {
+        case "hyperiqa": Fingerprint.of("hyperiqa-v1", ModelStore.fingerprint(ofWeights: configuration.hyperiqaWeights))
+        default: Fingerprint.of("brisque-v1", configuration.method, configuration.brisqueModel, configuration.brisqueRange)
+        }
     }
 
     /// First, middle (`count / 2`, as the reference) and last frame.
@@ -33,32 +38,56 @@ public struct QualityStage: Stage {
         return try indices.map { try scorer.score(images[$0]!) }
     }
 
+    /// The configured scorer: the sampled frames' scores of one clip.
+    private func scorer() throws -> (String, Int) throws -> [Double] {
+        switch configuration.method {
+        case "hyperiqa":
+            let model = try HyperIQAQuality(weights: configuration.hyperiqaWeights, device: device)
+            return { clip, frames in
+                let indices = Self.sampledFrames(count: frames)
+                let images = try ClipFrames.read(clip, indices: indices)
+                return try model.scores(of: indices.map { images[$0]! })
+            }
+        default:
+            let brisque = try BrisqueScorer(model: configuration.brisqueModel, range: configuration.brisqueRange)
+            return { clip, frames in try Self.scores(of: clip, frames: frames, scorer: brisque) }
+        }
+    }
+
+    /// Whether a mean score passes, and why not.
+    private func verdict(_ quality: Double) -> String? {
+        switch configuration.method {
+        case "hyperiqa":
+            quality >= configuration.minHyperiqa ? nil : String(format: "hyperIQA %.1f below %.1f (higher is better)", quality, configuration.minHyperiqa)
+        default:
+            quality <= configuration.maxBrisque ? nil : String(format: "BRISQUE %.1f above %.1f (lower is better)", quality, configuration.maxBrisque)
+        }
+    }
+
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         let pieces = try ScoredPieces.kept(by: "sync", item: item, in: context)
         let scoreKey = Fingerprint.of(id, scoreFingerprint, ScoredPieces.alignedFingerprint(context))
         let earlier = try ScoredPieces.earlier(stage: id, item: item, scoreKey: scoreKey, in: context)
         var measured = 0
-        var scorer: BrisqueScorer?
+        var score: ((String, Int) throws -> [Double])?
         var result: [CuratedPiece] = []
         for var piece in pieces {
             if let stored = earlier[piece.video], let quality = stored.quality {
                 piece.quality = quality
                 piece.qualityFrames = stored.qualityFrames
             } else {
-                if scorer == nil { scorer = try BrisqueScorer(model: configuration.brisqueModel, range: configuration.brisqueRange) }
-                let scores = try Self.scores(of: context.outputDirectory.appendingPathComponent(piece.video).path, frames: piece.frames.count, scorer: scorer!)
+                if score == nil { score = try scorer() }
+                let scores = try score!(context.outputDirectory.appendingPathComponent(piece.video).path, piece.frames.count)
                 piece.qualityFrames = scores
                 piece.quality = scores.reduce(0, +) / Double(scores.count)
                 measured += 1
             }
-            let quality = piece.quality!
-            if quality <= configuration.maxBrisque {
+            if let why = verdict(piece.quality!) {
+                piece.kept = false
+                piece.reason = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1): \(why)"
+            } else {
                 piece.kept = true
                 piece.reason = nil
-            } else {
-                piece.kept = false
-                piece.reason = String(format: "frames %d–%d: BRISQUE %.1f above %.1f (lower is better)",
-                                      piece.frames.lowerBound, piece.frames.upperBound - 1, quality, configuration.maxBrisque)
             }
             result.append(piece)
         }

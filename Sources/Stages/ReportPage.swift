@@ -53,10 +53,13 @@ public enum ReportPage {
                     range: (Double(-sync.searchFrames) - 0.5)...(Double(sync.searchFrames) + 0.5), bins: 2 * sync.searchFrames + 1,
                     thresholds: [Double(-sync.maxOffset) - 0.5, Double(sync.maxOffset) + 0.5], keep: "inside",
                     ticks: [Double(-sync.searchFrames), 0, Double(sync.searchFrames)]))
-        \(histogram(title: "Sync confidence (\(escape(sync.method)))", values: scores.confidences, range: rangeOf(scores.confidences, including: sync.minConfidence),
-                    bins: 24, thresholds: [sync.minConfidence], keep: "right"))
-        \(histogram(title: "Quality (\(escape(quality.method)); lower is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.maxBrisque),
-                    bins: 24, thresholds: [quality.maxBrisque], keep: "left"))
+        \(histogram(title: "Sync confidence (\(escape(sync.method)))", values: scores.confidences, range: rangeOf(scores.confidences, including: sync.methodMinConfidence),
+                    bins: 24, thresholds: [sync.methodMinConfidence], keep: "right"))
+        \(quality.method == "hyperiqa"
+            ? histogram(title: "Quality (hyperiqa; higher is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.minHyperiqa),
+                        bins: 24, thresholds: [quality.minHyperiqa], keep: "right")
+            : histogram(title: "Quality (\(escape(quality.method)); lower is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.maxBrisque),
+                        bins: 24, thresholds: [quality.maxBrisque], keep: "left"))
         </div>
         <h2>Rejections</h2>
         \(rejections(report.rejections))

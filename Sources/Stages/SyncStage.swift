@@ -16,16 +16,20 @@ public struct SyncStage: Stage {
     public let unit = WorkUnit.clip
     public let configuration: PipelineConfiguration.Sync
     public let normalize: PipelineConfiguration.Normalize
+    public let device: String
 
     public init(configuration: PipelineConfiguration) {
         self.configuration = configuration.sync
         self.normalize = configuration.normalize
+        self.device = configuration.inference.device
     }
 
-    /// The configured method (the configuration reader only accepts known names).
-    public static func method(_ c: PipelineConfiguration.Sync) throws -> any SyncMethod {
+    /// The configured method (the configuration reader only accepts known names); models load once per process.
+    public static func method(_ c: PipelineConfiguration.Sync, device: String) throws -> any SyncMethod {
         switch c.method {
         case "correlation": CorrelationSync(search: c.searchFrames)
+        case "syncnet_v2": try SyncNetV2Sync(weights: c.syncnetV2Weights, search: c.searchFrames, device: device)
+        case "stable_syncnet": try StableSyncNetSync(weights: c.stableSyncnetWeights, search: c.searchFrames, stride: c.stableSyncnetStride, device: device)
         default: throw SyncMethodError.unknownMethod(c.method)
         }
     }
@@ -34,7 +38,7 @@ public struct SyncStage: Stage {
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         let pieces = try ScoredPieces.kept(by: "align", item: item, in: context)
-        let method = try Self.method(configuration)
+        let method = try Self.method(configuration, device: device)
         let scoreKey = Fingerprint.of(id, method.name, method.fingerprint, ScoredPieces.alignedFingerprint(context))
         let earlier = try ScoredPieces.earlier(stage: id, item: item, scoreKey: scoreKey, in: context)
         var measured = 0
@@ -51,7 +55,9 @@ public struct SyncStage: Stage {
                 }
                 let audio = try reader!.audioSamples(frames: piece.frames)
                 do {
-                    piece.sync = try method.measure(landmarks: sidecar.landmarks, audio: audio)
+                    let clip = SyncClip(landmarks: sidecar.landmarks, matrices: sidecar.matrices, resolution: sidecar.resolution, audio: audio,
+                                        video: context.outputDirectory.appendingPathComponent(piece.video).path)
+                    piece.sync = try method.measure(clip)
                 } catch let error as SyncMethodError {
                     piece.kept = false
                     piece.reason = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1): \(error)"
@@ -69,9 +75,9 @@ public struct SyncStage: Stage {
 
     private func decide(_ piece: inout CuratedPiece, _ m: SyncMeasurement, method: String) {
         let span = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1)"
-        if m.confidence < configuration.minConfidence {
+        if m.confidence < configuration.methodMinConfidence {
             piece.kept = false
-            piece.reason = String(format: "%@: sync confidence %.3f below %.3f (%@)", span, m.confidence, configuration.minConfidence, method)
+            piece.reason = String(format: "%@: sync confidence %.3f below %.3f (%@)", span, m.confidence, configuration.methodMinConfidence, method)
         } else if abs(m.offset) > configuration.maxOffset {
             piece.kept = false
             piece.reason = "\(span): audio offset \(m.offset) frames, more than \(configuration.maxOffset)"

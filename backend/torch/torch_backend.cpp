@@ -159,7 +159,7 @@ at::Tensor attend(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
 }
 
 #ifdef PD_WITH_CUDA
-const c10::cuda::CUDACachingAllocator::DeviceStats device_stats(int32_t index) {
+auto device_stats(int32_t index) {
     return c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
 }
 #endif
@@ -368,9 +368,9 @@ const pd_torch_api api = {
     /* memory_stats */ [](int32_t index, int64_t *allocated, int64_t *peak, int64_t *reserved) {
         return guarded([&] {
 #ifdef PD_WITH_CUDA
-            using c10::cuda::CUDACachingAllocator::StatType;
             const auto stats = device_stats(index);
-            const auto all = static_cast<size_t>(StatType::AGGREGATE);
+            // StatType::AGGREGATE, index 0 in every version (the enum moved namespaces in 2.x).
+            const size_t all = 0;
             if (allocated) *allocated = stats.allocated_bytes[all].current;
             if (peak) *peak = stats.allocated_bytes[all].peak;
             if (reserved) *reserved = stats.reserved_bytes[all].current;

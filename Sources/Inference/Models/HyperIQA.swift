@@ -1,11 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// hyperIQA (Su et al., CVPR 2020; `SSL92/hyperIQA` `models.py`) with LatentSync's configuration
 /// `HyperNet(16, 112, 224, 112, 56, 28, 14, 7)`, the visual-quality filter: a ResNet-50 backbone with
 /// local-distortion-aware heads gives a 224-d target input; a hyper-network turns layer4's features
 /// into the weights of a per-image 4-layer MLP (224 → 112 → 56 → 28 → 14 → 1) that scores quality on
 /// KonIQ's 0–100 scale. Inputs must be 224×224, ImageNet-normalised. Keys as in `koniq_pretrained.pkl`.
-public struct HyperIQA {
+public struct HyperIQA: Sendable {
     /// The target network's layer widths (input first); LatentSync's values.
     public static let targetWidths = [224, 112, 56, 28, 14]
     static let hyperChannels = 112, featureSize = 7, ldaChannels = 16
@@ -99,7 +103,7 @@ public struct HyperIQA {
 /// torchvision's ResNet-50 (Bottleneck [3, 4, 6, 3], stride on the 3×3) as hyperIQA's `ResNetBackbone`:
 /// after layers 1–3 a 1×1 convolution and 7×7 average pooling, after layer 4 the pooling alone, each
 /// flattened into a Linear; the four results concatenated form the target network's input.
-struct ResNet50Backbone {
+struct ResNet50Backbone: Sendable {
     let stem: Sequential
     let layers: [Sequential]
     let ldaConvs: [Conv], ldaFCs: [Linear]

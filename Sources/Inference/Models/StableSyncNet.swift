@@ -1,11 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// StableSyncNet — LatentSync's `latentsync/models/stable_syncnet.py`: two `DownEncoder2D` towers
 /// (visual: 16 RGB frames stacked on channels, lower half of the aligned face; audio: the 80×52 mel
 /// window), each ending in GroupNorm + ReLU at D×1×1, L2-normalised; the cosine of the two
 /// embeddings is the sync probability fed to BCE. Built from a configuration (the reference YAML's
 /// fields), so the shipped `syncnet_16_pixel_attn` and smaller trainable variants share one code.
-public struct StableSyncNet {
+public struct StableSyncNet: Sendable {
     public struct Config: Sendable, Equatable, Codable {
         public var audio: Tower
         public var visual: Tower
@@ -51,7 +55,37 @@ public struct StableSyncNet {
             }
 
             var isIdentity: Bool { strides == (1, 1) }
+
+            // As in the reference YAML: a number, or a [height, width] pair.
+            public init(from decoder: any Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                if let s = try? c.decode(Int.self) { self = .both(s); return }
+                let pair = try c.decode([Int].self)
+                guard pair.count == 2 else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "a downsample factor is a number or [height, width]") }
+                self = .pair(pair[0], pair[1])
+            }
+
+            public func encode(to encoder: any Encoder) throws {
+                var c = encoder.singleValueContainer()
+                switch self {
+                case let .both(s): try c.encode(s)
+                case let .pair(h, w): try c.encode([h, w])
+                }
+            }
         }
+
+        /// The metadata key under which checkpoints written by `pipelined train syncnet` carry their configuration (JSON).
+        public static let metadataKey = "stable_syncnet_config"
+
+        /// The configuration a checkpoint declares in its metadata, else the shipped one (`stable_syncnet.pt` has none).
+        public static func of(_ archive: any TensorArchive) throws -> Config {
+            guard let safetensors = archive as? SafeTensors, let json = safetensors.metadata[metadataKey] else { return .syncnet16PixelAttention }
+            do { return try JSONDecoder().decode(Config.self, from: Data(json.utf8)) } catch {
+                throw WeightError.malformed("the checkpoint's \(metadataKey) metadata is not a StableSyncNet configuration: \(error)")
+            }
+        }
+
+        public func json() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
 
         public init(audio: Tower, visual: Tower) { self.audio = audio; self.visual = visual }
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// SyncNet v2's offset search — `SyncNetInstance.evaluate` of syncnet_python (LatentSync's
 /// `SyncNetEval.evaluate`): lip windows of 5 frames against audio windows of 20 MFCC columns

@@ -1,9 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// SyncNet v2 — joonson/syncnet_python `SyncNetModel.py` (`S`), as LatentSync's sync filter uses it
 /// (`eval/syncnet/syncnet.py`). Audio: 13×20 MFCC window → 1024-d; lips: 5 frames of 224×224
 /// (values 0…255, no normalisation) → 1024-d. Embeddings are not normalised.
-public struct SyncNetV2 {
+public struct SyncNetV2: Sendable {
     public let audioCNN: Sequential, audioFC: Sequential, lipCNN: Sequential, lipFC: Sequential
 
     public init(_ w: WeightSource) throws {

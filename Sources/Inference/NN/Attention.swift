@@ -1,7 +1,7 @@
 /// diffusers' `Attention` as LatentSync uses it: `to_q`, `to_k`, `to_v`, `to_out.0`, `heads` heads of
 /// size C/heads over tokens (B, L, C), `softmax(q·kᵀ/√d)·v` per head, heads concatenated in order.
 /// `context` (cross-attention) supplies keys and values; its width may differ from C.
-public struct MultiHeadAttention {
+public struct MultiHeadAttention: Sendable {
     public let toQ: Linear, toK: Linear, toV: Linear, toOut: Linear
     public let heads: Int
 

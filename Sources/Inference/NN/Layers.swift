@@ -1,7 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// A layer or a chain of layers: tensor in, tensor out.
-public protocol Module {
+public protocol Module: Sendable {
     func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 

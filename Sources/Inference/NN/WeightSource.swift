@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// Where layers get their weights. Layers ask for each tensor by path, shape and role; the source
 /// answers from a checkpoint (strictly), with fresh random values (full-size architectures for

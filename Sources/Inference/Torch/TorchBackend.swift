@@ -1,5 +1,10 @@
 import CTorchShim
+import Synchronization
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,29 +36,31 @@ public final class TorchBackend: @unchecked Sendable {
 
     private init(path: String, api: pd_torch_api) { self.path = path; self.api = api }
 
-    nonisolated(unsafe) private static var loaded: TorchBackend?
-    private static let lock = NSLock()
+    private static let loaded = Mutex<TorchBackend?>(nil)
 
     /// The backend of this process: `PIPELINED_TORCH_BACKEND`, else beside the executable, else the
     /// build tree's `.build/torch-backend/` (where scripts/build-torch-backend.sh puts it).
     public static func shared() throws -> TorchBackend {
-        lock.lock(); defer { lock.unlock() }
-        if let loaded { return loaded }
-        let candidates = searchPaths()
-        guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw TorchError.backendNotFound(searched: candidates)
+        try loaded.withLock { loaded in
+            if let loaded { return loaded }
+            let candidates = searchPaths()
+            guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+                throw TorchError.backendNotFound(searched: candidates)
+            }
+            let backend = try load(path)
+            loaded = backend
+            return backend
         }
-        let backend = try load(path)
-        loaded = backend
-        return backend
     }
 
     static func searchPaths() -> [String] {
         var paths: [String] = []
         if let explicit = ProcessInfo.processInfo.environment["PIPELINED_TORCH_BACKEND"], !explicit.isEmpty { paths.append(explicit) }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // The running binary itself (argv[0] may be a bare name found through PATH).
+        let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let executable = URL(fileURLWithPath: running).resolvingSymlinksInPath()
         paths.append(executable.deletingLastPathComponent().appendingPathComponent(libraryName).path)
-        if let range = executable.path.range(of: "/.build/") {
+        if let range = executable.path.firstRange(of: "/.build/") {
             paths.append(String(executable.path[..<range.upperBound]) + "torch-backend/" + libraryName)
         }
         return paths

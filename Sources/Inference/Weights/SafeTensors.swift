@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// Element types of stored tensors (safetensors' names).
 public enum StoredDType: String, Sendable, CaseIterable {
@@ -100,7 +104,7 @@ public struct SafeTensors: Sendable, TensorArchive {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw WeightError.unreadable(path: url.path, reason: error.localizedDescription)
+            throw WeightError.unreadable(path: url.path, reason: "\(error)")
         }
         try self.init(data: data, source: url.path)
     }
@@ -110,32 +114,61 @@ public struct SafeTensors: Sendable, TensorArchive {
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
         guard headerLength <= UInt64(data.count - 8) else { throw WeightError.malformed("\(source): header length \(headerLength) exceeds the file") }
         let start = data.startIndex + 8
-        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: start..<(start + Int(headerLength)))) as? [String: Any] else {
-            throw WeightError.malformed("\(source): header is not a JSON object")
+        let header: [String: HeaderValue]
+        do { header = try JSONDecoder().decode([String: HeaderValue].self, from: data.subdata(in: start..<(start + Int(headerLength)))) } catch {
+            throw WeightError.malformed("\(source): header is not a JSON object of {dtype, shape, data_offsets} entries (\(error))")
         }
         base = 8 + Int(headerLength)
         let payload = data.count - base
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
         for (name, value) in header {
-            if name == "__metadata__" {
-                metadata = (value as? [String: String]) ?? [:]
-                continue
+            switch value {
+            case let .metadata(values):
+                guard name == "__metadata__" else { throw WeightError.malformed("\(source): entry \(name) lacks dtype, shape or data_offsets") }
+                metadata = values
+            case let .tensor(typeName, shape, offsets):
+                guard name != "__metadata__" else { throw WeightError.malformed("\(source): __metadata__ must map strings to strings") }
+                guard let dtype = StoredDType(rawValue: typeName) else { throw WeightError.malformed("\(source): \(name) has unsupported dtype \(typeName)") }
+                guard offsets.count == 2, shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload,
+                      offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.byteSize else {
+                    throw WeightError.malformed("\(source): \(name) (\(typeName) \(shape)) has data_offsets \(offsets) inconsistent with its size or the file")
+                }
+                entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
             }
-            guard let d = value as? [String: Any], let typeName = d["dtype"] as? String, let shape = d["shape"] as? [Int],
-                  let offsets = d["data_offsets"] as? [Int], offsets.count == 2 else {
-                throw WeightError.malformed("\(source): entry \(name) lacks dtype, shape or data_offsets")
-            }
-            guard let dtype = StoredDType(rawValue: typeName) else { throw WeightError.malformed("\(source): \(name) has unsupported dtype \(typeName)") }
-            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload,
-                  offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.byteSize else {
-                throw WeightError.malformed("\(source): \(name) (\(typeName) \(shape)) has data_offsets \(offsets) inconsistent with its size or the file")
-            }
-            entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
         }
         self.entries = entries
         self.metadata = metadata
         self.data = data
+    }
+
+    /// One value of the JSON header: a tensor entry, or the `__metadata__` string map.
+    enum HeaderValue: Codable {
+        case tensor(dtype: String, shape: [Int], offsets: [Int])
+        case metadata([String: String])
+
+        private enum Keys: String, CodingKey { case dtype, shape, data_offsets }
+
+        init(from decoder: any Decoder) throws {
+            if let strings = try? decoder.singleValueContainer().decode([String: String].self) {
+                self = .metadata(strings)
+                return
+            }
+            let c = try decoder.container(keyedBy: Keys.self)
+            self = .tensor(dtype: try c.decode(String.self, forKey: .dtype), shape: try c.decode([Int].self, forKey: .shape),
+                           offsets: try c.decode([Int].self, forKey: .data_offsets))
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            switch self {
+            case let .metadata(values):
+                var c = encoder.singleValueContainer()
+                try c.encode(values)
+            case let .tensor(dtype, shape, offsets):
+                var c = encoder.container(keyedBy: Keys.self)
+                try c.encode(dtype, forKey: .dtype); try c.encode(shape, forKey: .shape); try c.encode(offsets, forKey: .data_offsets)
+            }
+        }
     }
 
     public var names: [String] { entries.keys.sorted() }
@@ -154,16 +187,18 @@ public struct SafeTensors: Sendable, TensorArchive {
 
     /// Serialises `tensors` (names sorted, data in that order, 8-byte aligned as PyTorch's writer does).
     public static func serialize(_ tensors: [String: HostTensor], metadata: [String: String] = [:]) throws -> Data {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var header: [String: HeaderValue] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = .metadata(metadata) }
         var offset = 0
         let names = tensors.keys.sorted()
         for name in names {
             let t = tensors[name]!
-            header[name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.count]] as [String: Any]
+            header[name] = .tensor(dtype: t.dtype.rawValue, shape: t.shape, offsets: [offset, offset + t.bytes.count])
             offset += t.bytes.count
         }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var json = try encoder.encode(header)
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
         var out = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // Data, URL, JSON coding: keeps binaries that link Inference small (no ICU)
+#else
 import Foundation
+#endif
 
 /// Why weights could not be loaded; every case names the file or the key a person has to look at.
 public enum WeightError: Error, CustomStringConvertible, Equatable {

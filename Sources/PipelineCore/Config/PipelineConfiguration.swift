@@ -83,6 +83,27 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var minConfidence = 0.2
         /// Keep when |offset| is at most this many frames (the reference's 6).
         public var maxOffset = 6
+        /// `syncnet_v2`: the reference's `syncnet_v2.model` (torch checkpoint) or a safetensors file of it.
+        public var syncnetV2Weights = ""
+        /// `syncnet_v2` confidence (median − minimum of the mean distances); the reference keeps ≥ 3.
+        public var syncnetV2MinConfidence = 3.0
+        /// `stable_syncnet`: `stable_syncnet.pt` (the shipped configuration) or a checkpoint written by
+        /// `pipelined train syncnet` (its configuration travels in the file).
+        public var stableSyncnetWeights = ""
+        /// `stable_syncnet` confidence: median − minimum of the mean cosine distances (1 − cos) over the
+        /// offsets, in 0…1. Not calibrated against the released model here; check `pipelined report`.
+        public var stableSyncnetMinConfidence = 0.05
+        /// `stable_syncnet`: a 16-frame visual window starts every this many frames (audio windows at every frame).
+        public var stableSyncnetStride = 4
+
+        /// The threshold of the configured method.
+        public var methodMinConfidence: Double {
+            switch method {
+            case "syncnet_v2": syncnetV2MinConfidence
+            case "stable_syncnet": stableSyncnetMinConfidence
+            default: minConfidence
+            }
+        }
     }
 
     public struct Quality: Sendable, Codable, Equatable {
@@ -93,6 +114,16 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var maxBrisque = 50.0
         public var brisqueModel = "/usr/share/opencv4/quality/brisque_model_live.yml"
         public var brisqueRange = "/usr/share/opencv4/quality/brisque_range_live.yml"
+        /// `hyperiqa`: the reference's `koniq_pretrained.pkl` (torch checkpoint) or a safetensors file of it.
+        public var hyperiqaWeights = ""
+        /// hyperIQA: higher is better (KonIQ scale 0…100); the reference keeps ≥ 40.
+        public var minHyperiqa = 40.0
+    }
+
+    /// Where the model-backed methods run.
+    public struct Inference: Sendable, Codable, Equatable {
+        /// `auto` (the first CUDA device when the torch backend has one, else the CPU), `cpu` or `cuda:N`.
+        public var device = "auto"
     }
 
     public var run = Run()
@@ -103,6 +134,7 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
     public var align = Align()
     public var sync = Sync()
     public var quality = Quality()
+    public var inference = Inference()
 
     public init() {}
 
@@ -158,11 +190,24 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         align.tracker.minFaceWidth = try reader.int("align", "min_face_width", align.tracker.minFaceWidth, range: 1...8192)
         align.tracker.minFaceHeight = try reader.int("align", "min_face_height", align.tracker.minFaceHeight, range: 1...8192)
         align.tracker.refreshAroundFace = try reader.bool("align", "refresh_around_face", align.tracker.refreshAroundFace)
-        sync.method = try reader.string("sync", "method", sync.method, allowed: ["correlation"])
+        sync.method = try reader.string("sync", "method", sync.method, allowed: ["correlation", "syncnet_v2", "stable_syncnet"])
         sync.searchFrames = try reader.int("sync", "search_frames", sync.searchFrames, range: 1...50)
         sync.minConfidence = try reader.double("sync", "min_confidence", sync.minConfidence, range: -1_000...1_000)
         sync.maxOffset = try reader.int("sync", "max_offset", sync.maxOffset, range: 0...50)
-        quality.method = try reader.string("quality", "method", quality.method, allowed: ["brisque"])
+        sync.syncnetV2Weights = try reader.string("sync", "syncnet_v2_weights", sync.syncnetV2Weights, allowed: nil)
+        sync.syncnetV2MinConfidence = try reader.double("sync", "syncnet_v2_min_confidence", sync.syncnetV2MinConfidence, range: -1_000...1_000)
+        sync.stableSyncnetWeights = try reader.string("sync", "stable_syncnet_weights", sync.stableSyncnetWeights, allowed: nil)
+        sync.stableSyncnetMinConfidence = try reader.double("sync", "stable_syncnet_min_confidence", sync.stableSyncnetMinConfidence, range: -1...1)
+        sync.stableSyncnetStride = try reader.int("sync", "stable_syncnet_stride", sync.stableSyncnetStride, range: 1...16)
+        quality.method = try reader.string("quality", "method", quality.method, allowed: ["brisque", "hyperiqa"])
+        quality.hyperiqaWeights = try reader.string("quality", "hyperiqa_weights", quality.hyperiqaWeights, allowed: nil)
+        quality.minHyperiqa = try reader.double("quality", "min_hyperiqa", quality.minHyperiqa, range: -1_000...1_000)
+        inference.device = try reader.string("inference", "device", inference.device, allowed: nil)
+        try Self.requireWeights(method: sync.method, needing: ["syncnet_v2": ("sync.syncnet_v2_weights", sync.syncnetV2Weights, "syncnet_v2.model"),
+                                                               "stable_syncnet": ("sync.stable_syncnet_weights", sync.stableSyncnetWeights, "stable_syncnet.pt")],
+                                key: "sync.method", source: source)
+        try Self.requireWeights(method: quality.method, needing: ["hyperiqa": ("quality.hyperiqa_weights", quality.hyperiqaWeights, "koniq_pretrained.pkl")],
+                                key: "quality.method", source: source)
         quality.maxBrisque = try reader.double("quality", "max_brisque", quality.maxBrisque, range: -1_000...1_000)
         quality.brisqueModel = try reader.string("quality", "brisque_model", quality.brisqueModel, allowed: nil)
         quality.brisqueRange = try reader.string("quality", "brisque_range", quality.brisqueRange, allowed: nil)
@@ -171,6 +216,13 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
                                                 allowed: "min_seconds (\(segment.minSeconds)) ... max_seconds (\(segment.maxSeconds))")
         }
         try reader.rejectUnknownKeys()
+    }
+
+    /// A model-backed method needs its weights named; say which key and which reference file.
+    static func requireWeights(method: String, needing: [String: (key: String, value: String, file: String)], key: String, source: String) throws {
+        guard let need = needing[method], need.value.isEmpty else { return }
+        throw ConfigurationError.outOfRange(file: source, key: key, value: "\"\(method)\"",
+                                            allowed: "methods with weights: set \(need.key) to the path of \(need.file) (nothing is downloaded)")
     }
 
     /// Loads `url`, or the defaults when `url` is nil.

@@ -28,6 +28,8 @@ public struct CorrelationSync: SyncMethod {
 
     public init(search: Int = 15) { self.search = search }
 
+    public func measure(_ clip: SyncClip) throws -> SyncMeasurement { try measure(landmarks: clip.landmarks, audio: clip.audio) }
+
     public func measure(landmarks: [[Point2]], audio: [Float]) throws -> SyncMeasurement {
         let frames = landmarks.count
         let needed = 4 * search + 1

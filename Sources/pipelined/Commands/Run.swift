@@ -24,6 +24,9 @@ extension Pipelined {
         @Option(name: .long, help: "Stop after this stage (\(StageRegistry.order.joined(separator: ", "))).")
         var until: String?
 
+        @Option(name: .long, help: "Where model-backed methods run: auto, cpu or cuda:N. Default: pipeline.conf's inference.device (auto).")
+        var device: String?
+
         @Flag(name: .long, help: "Wait for another run on the same database to finish instead of exiting with code 75.")
         var wait = false
 
@@ -44,8 +47,13 @@ extension Pipelined {
         }
 
         func run() async throws {
-            let configuration: PipelineConfiguration
+            var configuration: PipelineConfiguration
             do { configuration = try PipelineConfiguration.load(config) } catch { throw fail(error) }
+            if let device { configuration.inference.device = device }
+            // A model-backed method on a device the backend cannot serve fails now, not on the first clip.
+            if ModelMethods.needed(by: configuration) {
+                do { try ModelMethods.validateDevice(configuration.inference.device) } catch { throw fail(error) }
+            }
             let outputDirectory = store.outputDir ?? inputDir.standardizedFileURL.deletingLastPathComponent()
             let databasePath = store.databasePath(outputDirectory: outputDirectory)
             do { try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true) } catch { throw fail(error) }

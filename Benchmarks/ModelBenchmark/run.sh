@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On the GPU machine (see shared/GPU.md): builds the torch backend against the machine's PyTorch,
+# runs InferenceCheck (a static Swift binary built elsewhere and carried here) for golden parity on
+# CUDA and for the throughput benchmark, runs baseline.py (the same models eagerly in PyTorch) and
+# prints the comparison.
+#   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS] [bench]
+# CARRY_DIR holds InferenceCheck (or InferenceCheck.xz) and golden/<model>/ files (optionally .xz).
+set -euo pipefail
+carry=$1 out=$2 models=${3:-syncnet_v2,stable_syncnet,hyperiqa} bench=${4:-}
+here=$(cd "$(dirname "$0")" && pwd) root=$(cd "$here/../.." && pwd)
+mkdir -p "$out" /tmp/ic
+prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+if [ ! -f /tmp/ic/backend/libpipelined_torch.so ]; then
+  cmake -S "$root/backend/torch" -B /tmp/ic/backend -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >"$out/cmake.log" 2>&1
+  cmake --build /tmp/ic/backend -j 16 >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+fi
+export PIPELINED_TORCH_BACKEND=/tmp/ic/backend/libpipelined_torch.so
+cp -r "$carry"/. /tmp/ic/
+find /tmp/ic -name '*.xz' -exec xz -d -f -T0 {} +
+chmod +x /tmp/ic/InferenceCheck
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+status=0
+if [ "$models" != "none" ]; then
+  /tmp/ic/InferenceCheck parity /tmp/ic/golden --device cuda:0 --models "$models" 2>&1 | tee "$out/parity_cuda.txt" || status=1
+fi
+if [ "$bench" = bench ]; then
+  : >"$out/bench.jsonl"
+  for dtype in float32 float16 bfloat16; do
+    /tmp/ic/InferenceCheck bench --device cuda:0 --dtype $dtype --iterations 20 2>>"$out/bench.log" | tee -a "$out/bench.jsonl"
+    python3 "$here/baseline.py" $dtype 20 2>>"$out/bench.log" | tee -a "$out/bench.jsonl"
+  done
+  python3 "$here/summary.py" "$out/bench.jsonl" | tee "$out/summary.txt"
+fi
+exit $status

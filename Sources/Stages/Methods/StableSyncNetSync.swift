@@ -1,0 +1,95 @@
+import Foundation
+import Inference
+import PipelineCore
+
+/// Sync method `stable_syncnet`: LatentSync's StableSyncNet on the lower half of the aligned frames
+/// (16-frame windows; 512 clips are resized to 256 first, the resolution the model was trained at)
+/// and the 80×52 mel window of the same 16 frames. SyncNet v2's offset search with the cosine
+/// distance 1 − cos: for visual windows starting every `stride` frames, the distance to the audio
+/// window `offset` frames earlier, averaged per offset over the windows that have audio at every
+/// offset; offset = argmin, confidence = median − minimum (0…1), `scores` = mean distances.
+struct StableSyncNetSync: SyncMethod {
+    let model: StableSyncNet
+    let device: Device
+    let search: Int, stride: Int
+    let weightsFingerprint: String
+    static let windowFrames = 16, batch = 16
+
+    var name: String { "stable_syncnet" }
+    var fingerprint: String { Fingerprint.of("stable_syncnet-v1", String(search), String(stride), weightsFingerprint) }
+
+    init(weights: String, search: Int, stride: Int, device: String) throws {
+        let device = try ModelStore.device(device)
+        self.device = device
+        model = try ModelStore.model("stable_syncnet", weights: weights, device: device) { archive in
+            try StableSyncNet.load(archive, config: StableSyncNet.Config.of(archive), device: device).0
+        }
+        self.search = search; self.stride = stride
+        weightsFingerprint = ModelStore.fingerprint(ofWeights: weights)
+    }
+
+    func measure(_ clip: SyncClip) throws -> SyncMeasurement {
+        let n = clip.frameCount, w = Self.windowFrames
+        // Visual windows s with audio windows s − offset for every offset: s ∈ [search, n − w − search].
+        let needed = w + 2 * search + 1
+        guard n >= needed else { throw SyncMethodError.tooShort(frames: n, needed: needed) }
+        guard clip.audio.count == n * 640 else { throw SyncMethodError.audioLength(samples: clip.audio.count, expected: n * 640) }
+        let mel = try MelSpectrogram().spectrogram(clip.audio)
+        let audioStarts = Array(0...(n - w)).filter { MelSpectrogram.window(mel, startFrame: $0) != nil }
+        let lastAudio = audioStarts.last ?? -1
+        let visualStarts = Array(Swift.stride(from: search, through: min(n - w, lastAudio) - search, by: stride))
+        guard !visualStarts.isEmpty else { throw SyncMethodError.tooShort(frames: n, needed: needed) }
+
+        let images = try ClipFrames.read(clip.video, indices: Array(0..<n))
+        let halves = try (0..<n).map { try Self.lowerHalf(images[$0]!) }
+        let backend = try TorchBackend.shared()
+        let (visual, audio) = try backend.inferenceMode { () -> ([[Float]], [Int: [Float]]) in
+            var visual: [[Float]] = []
+            for chunk in visualStarts.chunked(Self.batch) {
+                var input = [Float](); input.reserveCapacity(chunk.count * w * 3 * 128 * 256)
+                for s in chunk { for t in s..<(s + w) { input += halves[t] } }
+                visual += try Self.rows(model.visualEmbedding(Tensor(input, shape: [chunk.count, w * 3, 128, 256], device: device)))
+            }
+            var audio: [Int: [Float]] = [:]
+            for chunk in audioStarts.chunked(Self.batch * 4) {
+                let input = chunk.flatMap { MelSpectrogram.window(mel, startFrame: $0)!.flatMap { $0.map(Float.init) } }
+                let rows = try Self.rows(model.audioEmbedding(Tensor(input, shape: [chunk.count, 1, 80, MelSpectrogram.windowColumns], device: device)))
+                for (a, row) in zip(chunk, rows) { audio[a] = row }
+            }
+            return (visual, audio)
+        }
+        // Offsets −search…+search; positive: the audio leads, so frame s matches audio window s − offset.
+        let offsets = Array(-search...search)
+        let mean = offsets.map { offset -> Double in
+            let distances = zip(visualStarts, visual).map { s, v in 1 - Double(zip(v, audio[s - offset]!).reduce(Float(0)) { $0 + $1.0 * $1.1 }) }
+            return distances.reduce(0, +) / Double(distances.count)
+        }
+        let best = mean.indices.min { mean[$0] < mean[$1] }!
+        let sorted = mean.sorted()
+        return SyncMeasurement(offset: offsets[best], confidence: sorted[sorted.count / 2] - mean[best], scores: mean)
+    }
+
+    /// Rows 128…255 of the frame at 256×256 as the model's input: channel-major RGB, `(u/255 − 0.5)/0.5`.
+    static func lowerHalf(_ image: RGBImage) throws -> [Float] {
+        let face = image.width == 256 && image.height == 256 ? image : try image.resized(width: 256, height: 256, interpolation: .area)
+        var out = [Float](repeating: 0, count: 3 * 128 * 256)
+        for y in 0..<128 {
+            for x in 0..<256 {
+                let p = ((128 + y) * 256 + x) * 3
+                for c in 0..<3 { out[(c * 128 + y) * 256 + x] = (Float(face.pixels[p + c]) / 255 - 0.5) / 0.5 }
+            }
+        }
+        return out
+    }
+
+    static func rows(_ t: Tensor) throws -> [[Float]] {
+        let shape = try t.shape, values = try t.floats()
+        return (0..<shape[0]).map { Array(values[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        Swift.stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
