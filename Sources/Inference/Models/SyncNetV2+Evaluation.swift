@@ -24,29 +24,52 @@ extension SyncNetV2 {
     ///   - mfcc: `[13][M]` MFCC columns (python_speech_features, 100 per second).
     public func evaluate(frames: [Float], frameCount: Int, mfcc: [Float], mfccColumns: Int, vshift: Int = 15, batch: Int = 20,
                          device: Device = .cpu) throws -> SyncNetEvaluation {
-        let side = 224, plane = side * side
-        precondition(frames.count == 3 * frameCount * plane && mfcc.count == 13 * mfccColumns, "frames or MFCC of the wrong size")
-        let windows = min(frameCount, mfccColumns / 4) - 5
-        guard windows > 0 else { throw TorchError.operation("SyncNet v2 evaluation", "needs at least 6 frames and 24 MFCC columns") }
+        let windows = try Self.windowCount(frameCount: frameCount, mfccColumns: mfccColumns)
+        precondition(frames.count == 3 * frameCount * Self.plane && mfcc.count == 13 * mfccColumns, "frames or MFCC of the wrong size")
         var lipEmbeddings: [[Float]] = [], audioEmbeddings: [[Float]] = []
         for start in stride(from: 0, to: windows, by: batch) {
-            let count = min(batch, windows - start)
-            var lip = [Float](); lip.reserveCapacity(count * 3 * 5 * plane)
-            var audio = [Float](); audio.reserveCapacity(count * 13 * 20)
-            for v in start..<(start + count) {
-                for c in 0..<3 { for t in v..<(v + 5) { lip.append(contentsOf: frames[((c * frameCount + t) * plane)..<((c * frameCount + t + 1) * plane)]) } }
-                for r in 0..<13 { audio.append(contentsOf: mfcc[(r * mfccColumns + 4 * v)..<(r * mfccColumns + 4 * v + 20)]) }
-            }
-            let im = try forwardLip(Tensor(lip, shape: [count, 3, 5, side, side], device: device)).floats()
-            let cc = try forwardAudio(Tensor(audio, shape: [count, 1, 13, 20], device: device)).floats()
-            for i in 0..<count {
-                lipEmbeddings.append(Array(im[(i * 1024)..<((i + 1) * 1024)]))
-                audioEmbeddings.append(Array(cc[(i * 1024)..<((i + 1) * 1024)]))
-            }
+            let range = start..<min(windows, start + batch)
+            let im = try forwardLip(Tensor(Self.lipWindows(frames, frameCount: frameCount, range), shape: [range.count, 3, 5, 224, 224], device: device)).floats()
+            let cc = try forwardAudio(Tensor(Self.audioWindows(mfcc, columns: mfccColumns, range), shape: [range.count, 1, 13, 20], device: device)).floats()
+            lipEmbeddings += Self.rows(im, width: 1024)
+            audioEmbeddings += Self.rows(cc, width: 1024)
         }
+        return Self.evaluate(lipEmbeddings: lipEmbeddings, audioEmbeddings: audioEmbeddings, vshift: vshift)
+    }
+
+    static let plane = 224 * 224
+
+    /// `min(frames, columns / 4) − 5` windows (upstream's `lastframe`).
+    public static func windowCount(frameCount: Int, mfccColumns: Int) throws -> Int {
+        let windows = min(frameCount, mfccColumns / 4) - 5
+        guard windows > 0 else { throw TorchError.operation("SyncNet v2 evaluation", "needs at least 6 frames and 24 MFCC columns") }
+        return windows
+    }
+
+    /// The lip inputs of windows `range`: frames v…v+4 per window, `[n][3][5][224][224]`.
+    public static func lipWindows(_ frames: [Float], frameCount: Int, _ range: Range<Int>) -> [Float] {
+        var lip = [Float](); lip.reserveCapacity(range.count * 3 * 5 * plane)
+        for v in range { for c in 0..<3 { for t in v..<(v + 5) { lip += frames[((c * frameCount + t) * plane)..<((c * frameCount + t + 1) * plane)] } } }
+        return lip
+    }
+
+    /// The audio inputs of windows `range`: MFCC columns 4v…4v+19 per window, `[n][1][13][20]`.
+    public static func audioWindows(_ mfcc: [Float], columns: Int, _ range: Range<Int>) -> [Float] {
+        var audio = [Float](); audio.reserveCapacity(range.count * 13 * 20)
+        for v in range { for r in 0..<13 { audio += mfcc[(r * columns + 4 * v)..<(r * columns + 4 * v + 20)] } }
+        return audio
+    }
+
+    public static func rows(_ values: [Float], width: Int) -> [[Float]] {
+        (0..<(values.count / width)).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+    }
+
+    /// The offset search on per-window embeddings (row v: window v).
+    public static func evaluate(lipEmbeddings: [[Float]], audioEmbeddings: [[Float]], vshift: Int) -> SyncNetEvaluation {
+        let windows = lipEmbeddings.count
         // Audio windows padded with vshift zero rows on both sides; PyTorch's pairwise_distance adds
         // its eps (1e-6) to the difference vector before the norm.
-        let zero = [Float](repeating: 0, count: 1024)
+        let zero = [Float](repeating: 0, count: lipEmbeddings.first?.count ?? 1024)
         let padded = Array(repeating: zero, count: vshift) + audioEmbeddings + Array(repeating: zero, count: vshift)
         let distances = (0..<windows).map { i in
             (0...(2 * vshift)).map { k -> Float in

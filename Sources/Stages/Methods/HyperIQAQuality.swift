@@ -7,14 +7,17 @@ import PipelineCore
 /// to 256 first so the model sees the same face framing rather than the centre quarter), ImageNet
 /// normalisation, one batch per clip. KonIQ scale, higher is better.
 struct HyperIQAQuality {
-    let model: HyperIQA
-    let device: Device
+    /// Frames of concurrent items are scored together, up to this many per forward (32 clips).
+    static let maxBatch = 96
+    let batcher: RequestBatcher
     let weightsFingerprint: String
 
     init(weights: String, device: String) throws {
         let device = try ModelStore.device(device)
-        self.device = device
-        model = try ModelStore.model("hyperiqa", weights: weights, device: device) { try HyperIQA.load($0, device: device).0 }
+        let model = try ModelStore.model("hyperiqa", weights: weights, device: device) { try HyperIQA.load($0, device: device).0 }
+        batcher = ModelStore.batcher("hyperiqa|\(weights)", device: device, rowSize: 3 * 224 * 224, maxRows: Self.maxBatch) { input, rows in
+            try TorchBackend.shared().inferenceMode { try model(Tensor(input, shape: [rows, 3, 224, 224], device: device)).floats() }
+        }
         weightsFingerprint = ModelStore.fingerprint(ofWeights: weights)
     }
 
@@ -24,7 +27,6 @@ struct HyperIQAQuality {
             let frame = image.width >= 512 && image.width == image.height ? try image.resized(width: 256, height: 256, interpolation: .area) : image
             input += frame.pixels.withUnsafeBufferPointer { HyperIQA.input(rgb: $0, width: frame.width, height: frame.height) }
         }
-        let scores = try TorchBackend.shared().inferenceMode { try model(Tensor(input, shape: [images.count, 3, 224, 224], device: device)).floats() }
-        return scores.map(Double.init)
+        return try batcher.run(input, rows: images.count).map(Double.init)
     }
 }

@@ -18,6 +18,16 @@ enum ModelStore {
         return model
     }
 
+    /// A batcher shared by every worker that runs `kind` on `device` (created once; see `RequestBatcher`).
+    static func batcher(_ kind: String, device: Device, rowSize: Int, maxRows: Int, _ forward: @escaping RequestBatcher.Forward) -> RequestBatcher {
+        let key = "batcher|\(kind)|\(device)"
+        lock.lock(); defer { lock.unlock() }
+        if let batcher = loaded[key] as? RequestBatcher { return batcher }
+        let batcher = RequestBatcher(rowSize: rowSize, maxRows: maxRows, forward: forward)
+        loaded[key] = batcher
+        return batcher
+    }
+
     /// A weights file: safetensors, or a torch checkpoint (`torch.save`, zip or legacy format) whose
     /// state dict is taken from `state_dict` / `model_state_dict` when present.
     static func openWeights(_ path: String) throws -> any TensorArchive {

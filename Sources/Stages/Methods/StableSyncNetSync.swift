@@ -9,20 +9,28 @@ import PipelineCore
 /// window `offset` frames earlier, averaged per offset over the windows that have audio at every
 /// offset; offset = argmin, confidence = median − minimum (0…1), `scores` = mean distances.
 struct StableSyncNetSync: SyncMethod {
-    let model: StableSyncNet
-    let device: Device
+    let visual: RequestBatcher, audio: RequestBatcher
     let search: Int, stride: Int
     let weightsFingerprint: String
-    static let windowFrames = 16, batch = 16
+    /// Windows per submission; concurrent items' submissions merge up to the batchers' maxima.
+    static let windowFrames = 16, chunk = 16
 
     var name: String { "stable_syncnet" }
     var fingerprint: String { Fingerprint.of("stable_syncnet-v1", String(search), String(stride), weightsFingerprint) }
 
     init(weights: String, search: Int, stride: Int, device: String) throws {
         let device = try ModelStore.device(device)
-        self.device = device
-        model = try ModelStore.model("stable_syncnet", weights: weights, device: device) { archive in
+        let model = try ModelStore.model("stable_syncnet", weights: weights, device: device) { archive in
             try StableSyncNet.load(archive, config: StableSyncNet.Config.of(archive), device: device).0
+        }
+        let frames = Self.windowFrames
+        visual = ModelStore.batcher("stable_syncnet visual|\(weights)", device: device, rowSize: frames * 3 * 128 * 256, maxRows: 4 * Self.chunk) { input, rows in
+            try TorchBackend.shared().inferenceMode { try model.visualEmbedding(Tensor(input, shape: [rows, frames * 3, 128, 256], device: device)).floats() }
+        }
+        audio = ModelStore.batcher("stable_syncnet audio|\(weights)", device: device, rowSize: 80 * MelSpectrogram.windowColumns, maxRows: 16 * Self.chunk) { input, rows in
+            try TorchBackend.shared().inferenceMode {
+                try model.audioEmbedding(Tensor(input, shape: [rows, 1, 80, MelSpectrogram.windowColumns], device: device)).floats()
+            }
         }
         self.search = search; self.stride = stride
         weightsFingerprint = ModelStore.fingerprint(ofWeights: weights)
@@ -42,26 +50,23 @@ struct StableSyncNetSync: SyncMethod {
 
         let images = try ClipFrames.read(clip.video, indices: Array(0..<n))
         let halves = try (0..<n).map { try Self.lowerHalf(images[$0]!) }
-        let backend = try TorchBackend.shared()
-        let (visual, audio) = try backend.inferenceMode { () -> ([[Float]], [Int: [Float]]) in
-            var visual: [[Float]] = []
-            for chunk in visualStarts.chunked(Self.batch) {
-                var input = [Float](); input.reserveCapacity(chunk.count * w * 3 * 128 * 256)
-                for s in chunk { for t in s..<(s + w) { input += halves[t] } }
-                visual += try Self.rows(model.visualEmbedding(Tensor(input, shape: [chunk.count, w * 3, 128, 256], device: device)))
-            }
-            var audio: [Int: [Float]] = [:]
-            for chunk in audioStarts.chunked(Self.batch * 4) {
-                let input = chunk.flatMap { MelSpectrogram.window(mel, startFrame: $0)!.flatMap { $0.map(Float.init) } }
-                let rows = try Self.rows(model.audioEmbedding(Tensor(input, shape: [chunk.count, 1, 80, MelSpectrogram.windowColumns], device: device)))
-                for (a, row) in zip(chunk, rows) { audio[a] = row }
-            }
-            return (visual, audio)
+        var visualRows: [[Float]] = []
+        for chunk in visualStarts.chunked(Self.chunk) {
+            var input = [Float](); input.reserveCapacity(chunk.count * w * 3 * 128 * 256)
+            for s in chunk { for t in s..<(s + w) { input += halves[t] } }
+            let out = try visual.run(input, rows: chunk.count)
+            visualRows += SyncNetV2.rows(out, width: out.count / chunk.count)
+        }
+        var audioRows: [Int: [Float]] = [:]
+        for chunk in audioStarts.chunked(4 * Self.chunk) {
+            let input = chunk.flatMap { MelSpectrogram.window(mel, startFrame: $0)!.flatMap { $0.map(Float.init) } }
+            let out = try audio.run(input, rows: chunk.count)
+            for (a, row) in zip(chunk, SyncNetV2.rows(out, width: out.count / chunk.count)) { audioRows[a] = row }
         }
         // Offsets −search…+search; positive: the audio leads, so frame s matches audio window s − offset.
         let offsets = Array(-search...search)
         let mean = offsets.map { offset -> Double in
-            let distances = zip(visualStarts, visual).map { s, v in 1 - Double(zip(v, audio[s - offset]!).reduce(Float(0)) { $0 + $1.0 * $1.1 }) }
+            let distances = zip(visualStarts, visualRows).map { s, v in 1 - Double(zip(v, audioRows[s - offset]!).reduce(Float(0)) { $0 + $1.0 * $1.1 }) }
             return distances.reduce(0, +) / Double(distances.count)
         }
         let best = mean.indices.min { mean[$0] < mean[$1] }!
@@ -82,10 +87,6 @@ struct StableSyncNetSync: SyncMethod {
         return out
     }
 
-    static func rows(_ t: Tensor) throws -> [[Float]] {
-        let shape = try t.shape, values = try t.floats()
-        return (0..<shape[0]).map { Array(values[($0 * shape[1])..<(($0 + 1) * shape[1])]) }
-    }
 }
 
 extension Array {

@@ -14,8 +14,9 @@ import PipelineCore
 /// upstream's filter pads zeros), then upstream's crop: rows `cy − s … cy + 1.8 s`, columns
 /// `cx − 1.4 s … cx + 1.4 s`, grey 110 outside the frame, bilinear to 224×224, BGR, 0…255.
 struct SyncNetV2Sync: SyncMethod {
-    let model: SyncNetV2
-    let device: Device
+    /// Windows per submission, and per forward once concurrent items' windows are merged.
+    static let chunk = 32, maxBatch = 128
+    let lip: RequestBatcher, audio: RequestBatcher
     let search: Int
     let weightsFingerprint: String
 
@@ -24,8 +25,13 @@ struct SyncNetV2Sync: SyncMethod {
 
     init(weights: String, search: Int, device: String) throws {
         let device = try ModelStore.device(device)
-        self.device = device
-        model = try ModelStore.model("syncnet_v2", weights: weights, device: device) { try SyncNetV2.load($0, device: device).0 }
+        let model = try ModelStore.model("syncnet_v2", weights: weights, device: device) { try SyncNetV2.load($0, device: device).0 }
+        lip = ModelStore.batcher("syncnet_v2 lip|\(weights)", device: device, rowSize: 3 * 5 * 224 * 224, maxRows: Self.maxBatch) { input, rows in
+            try TorchBackend.shared().inferenceMode { try model.forwardLip(Tensor(input, shape: [rows, 3, 5, 224, 224], device: device)).floats() }
+        }
+        audio = ModelStore.batcher("syncnet_v2 audio|\(weights)", device: device, rowSize: 13 * 20, maxRows: 4 * Self.maxBatch) { input, rows in
+            try TorchBackend.shared().inferenceMode { try model.forwardAudio(Tensor(input, shape: [rows, 1, 13, 20], device: device)).floats() }
+        }
         self.search = search
         weightsFingerprint = ModelStore.fingerprint(ofWeights: weights)
     }
@@ -51,9 +57,14 @@ struct SyncNetV2Sync: SyncMethod {
         let coefficients = try MFCC().features(clip.audio.map { Double(max(-32768, min(32767, ($0 * 32768).rounded()))) })
         var mfcc = [Float](repeating: 0, count: 13 * coefficients.count)
         for (column, frame) in coefficients.enumerated() { for r in 0..<13 { mfcc[r * coefficients.count + column] = Float(frame[r]) } }
-        let result = try TorchBackend.shared().inferenceMode {
-            try model.evaluate(frames: frames, frameCount: n, mfcc: mfcc, mfccColumns: coefficients.count, vshift: search, device: device)
+        let windows = try SyncNetV2.windowCount(frameCount: n, mfccColumns: coefficients.count)
+        var lipEmbeddings: [[Float]] = [], audioEmbeddings: [[Float]] = []
+        for start in Swift.stride(from: 0, to: windows, by: Self.chunk) {
+            let range = start..<min(windows, start + Self.chunk)
+            lipEmbeddings += SyncNetV2.rows(try lip.run(SyncNetV2.lipWindows(frames, frameCount: n, range), rows: range.count), width: 1024)
+            audioEmbeddings += SyncNetV2.rows(try audio.run(SyncNetV2.audioWindows(mfcc, columns: coefficients.count, range), rows: range.count), width: 1024)
         }
+        let result = SyncNetV2.evaluate(lipEmbeddings: lipEmbeddings, audioEmbeddings: audioEmbeddings, vshift: search)
         // meanDistances[k] is offset search − k; scores run from −search to +search.
         return SyncMeasurement(offset: result.offset, confidence: Double(result.confidence), scores: result.meanDistances.reversed().map(Double.init))
     }
