@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "pipelinedTests", dependencies: [
-            "pipelined", "PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            "pipelined", "PipelineCore", "Inference", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import Inference
 import PipelineCore
 import PipelineTestSupport
 import Testing
@@ -87,6 +88,41 @@ import Testing
         try "[align]\nlandmark_model = \"/nonexistent/model.dat\"\n".write(to: conf, atomically: true, encoding: .utf8)
         let broken = try CLI.run(["doctor", "--config", conf.path])
         #expect(broken.status == 1 && broken.stdout.contains("MISSING stage 5 landmarks") && broken.stdout.contains("/nonexistent/model.dat"), "\(broken.stdout)")
+    }
+
+    /// With model-backed methods configured, `doctor` loads each weights file strictly and names
+    /// what is wrong; `run --device cuda:0` on a CPU-only backend fails before any work.
+    @Test func doctorAndRunCheckModelBackedMethods() throws {
+        let dir = try Fixtures.temporaryDirectory("doctor-models")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let generator = RandomWeights(seed: 7, keep: true)
+        _ = try SyncNetV2(WeightSource(.random(generator)))
+        let syncnet = dir.appendingPathComponent("syncnet_v2.model")
+        try TorchCheckpoint.write(generator.generated, to: syncnet)
+        var damaged = generator.generated
+        damaged["netfclip.3.bias"] = nil
+        let iqa = dir.appendingPathComponent("koniq_pretrained.pkl")
+        try TorchCheckpoint.write(damaged, to: iqa)  // not hyperIQA's keys at all
+        let conf = dir.appendingPathComponent("pipeline.conf")
+        try """
+        [sync]
+        method = "syncnet_v2"
+        syncnet_v2_weights = "\(syncnet.path)"
+        [quality]
+        method = "hyperiqa"
+        hyperiqa_weights = "\(iqa.path)"
+        [inference]
+        device = "cpu"
+        """.write(to: conf, atomically: true, encoding: .utf8)
+        let r = try CLI.run(["doctor", "--config", conf.path])
+        #expect(r.status == 1, "\(r.stdout)")
+        #expect(r.stdout.contains("ok      stage 6 sync (syncnet_v2): \(syncnet.path): 88 tensors, 13631616 parameters load strictly"), "\(r.stdout)")
+        #expect(r.stdout.contains("MISSING stage 7 quality (hyperiqa): missing weight res.conv1.weight"), "\(r.stdout)")
+        #expect(r.stdout.contains("inference device: cpu → cpu"), "\(r.stdout)")
+
+        let cuda = try CLI.run(["run", "--input-dir", dir.path, "--output-dir", dir.appendingPathComponent("out").path, "--config", conf.path, "--device", "cuda:0"])
+        #expect(cuda.status == 1 && cuda.stderr.contains("device cuda:0 requested") && cuda.stderr.contains("--device cpu"), "\(cuda.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/pipelined.sqlite").path), "failed before any work")
     }
 
     @Test func badConfigurationAndUsageAreClearErrors() throws {
