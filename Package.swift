@@ -86,7 +86,7 @@ let package = Package(
         // MARK: Tests
 
         .target(name: "PipelineTestSupport", dependencies: ["PipelineCore", "Inference"], path: "Tests/PipelineTestSupport"),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PipelineTestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "pipelinedTests", dependencies: [

@@ -397,6 +397,17 @@ const pd_torch_api api = {
         return 0;
 #endif
     },
+    /* clamp */ [](const pd_tensor *x, double low, double high, pd_tensor **out) {
+        return guarded([&] { give(at::clamp(get(x, "clamp"), low, high), out); });
+    },
+    /* device_of */ [](const pd_tensor *t, int32_t *kind, int32_t *index) {
+        return guarded([&] {
+            const auto d = get(t, "device_of").device();
+            if (!kind || !index) throw std::invalid_argument("null output");
+            *kind = d.is_cuda() ? PD_CUDA : PD_CPU;
+            *index = d.is_cuda() ? int32_t(d.index()) : 0;
+        });
+    },
 };
 } // namespace
 

@@ -117,6 +117,12 @@ typedef struct pd_torch_api {
     int32_t (*reset_peak_memory)(int32_t device_index);
     /// Whether this build was compiled with CUDA support (memory statistics, autocast on CUDA).
     int32_t (*built_with_cuda)(void);
+
+    // --- Appended for the lip-sync generator (VAE, U-Net) ----------------------------------------
+    /// Element-wise clamp to [low, high].
+    int32_t (*clamp)(const pd_tensor *x, double low, double high, pd_tensor **out);
+    /// Where a tensor lives.
+    int32_t (*device_of)(const pd_tensor *t, int32_t *kind, int32_t *index);
 } pd_torch_api;
 
 /// `activation` kinds (values are part of the ABI).

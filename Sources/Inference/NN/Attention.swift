@@ -5,13 +5,22 @@ public struct MultiHeadAttention: Sendable {
     public let toQ: Linear, toK: Linear, toV: Linear, toOut: Linear
     public let heads: Int
 
-    public init(_ w: WeightSource, _ path: WeightPath, channels: Int, contextChannels: Int? = nil, heads: Int, qkvBias: Bool) throws {
+    /// The projections' names in a checkpoint: diffusers' (`to_q`, …, `to_out.0`) or Whisper's (`query`, `key`, `value`, `out`).
+    public struct Names: Sendable {
+        public var q: String, k: String, v: String, out: [String]
+        public static let diffusers = Names(q: "to_q", k: "to_k", v: "to_v", out: ["to_out", "0"])
+        public static let whisper = Names(q: "query", k: "key", v: "value", out: ["out"])
+    }
+
+    /// `keyBias` nil: as `qkvBias` (Whisper's `key` alone has no bias).
+    public init(_ w: WeightSource, _ path: WeightPath, channels: Int, contextChannels: Int? = nil, heads: Int, qkvBias: Bool,
+                keyBias: Bool? = nil, names: Names = .diffusers) throws {
         precondition(channels % heads == 0, "attention: \(channels) channels do not split into \(heads) heads")
         let kv = contextChannels ?? channels
-        toQ = try Linear(w, path("to_q"), in: channels, out: channels, bias: qkvBias)
-        toK = try Linear(w, path("to_k"), in: kv, out: channels, bias: qkvBias)
-        toV = try Linear(w, path("to_v"), in: kv, out: channels, bias: qkvBias)
-        toOut = try Linear(w, path("to_out")[0], in: channels, out: channels)
+        toQ = try Linear(w, path(names.q), in: channels, out: channels, bias: qkvBias)
+        toK = try Linear(w, path(names.k), in: kv, out: channels, bias: keyBias ?? qkvBias)
+        toV = try Linear(w, path(names.v), in: kv, out: channels, bias: qkvBias)
+        toOut = try Linear(w, WeightPath(path.components + names.out), in: channels, out: channels)
         self.heads = heads
     }
 

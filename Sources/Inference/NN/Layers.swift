@@ -139,3 +139,21 @@ public struct Sequential: Module {
         return out
     }
 }
+
+/// A 2-D convolution applied to every frame of a (B, C, F, H, W) tensor: the checkpoint's
+/// `[out, in, kh, kw]` weight viewed as a depth-1 3-D kernel, so no folding of frames into the batch.
+public struct FrameConv: Module {
+    public let weight: Tensor, bias: Tensor?
+    public let stride: Int, padding: Int
+
+    public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int = 0) throws {
+        let conv = try Conv(w, path, in: inChannels, out: out, kernel: [kernel, kernel])
+        weight = w.isShapesOnly ? conv.weight : try conv.weight.reshaped([out, inChannels, 1, kernel, kernel])
+        bias = conv.bias
+        self.stride = stride; self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try Functional.convolution(x, weight: weight, bias: bias, stride: [1, stride, stride], padding: [0, padding, padding])
+    }
+}

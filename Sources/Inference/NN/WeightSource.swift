@@ -36,6 +36,9 @@ public struct WeightSource {
         self.origin = origin; self.device = device; self.backend = try backend ?? TorchBackend.shared()
     }
 
+    /// Whether tensors are placeholders (a `ShapeRecorder` counting a configuration).
+    public var isShapesOnly: Bool { if case .shapes = origin { true } else { false } }
+
     /// The weight at `path` with `shape`, as float32 on the device (F16/BF16 widen exactly).
     public func tensor(_ path: WeightPath, shape: [Int], role: Role) throws -> Tensor {
         switch origin {

@@ -35,6 +35,12 @@ public final class Tensor: @unchecked Sendable {
         self.init(out!, backend)
     }
 
+    public var device: Device {
+        var kind: Int32 = 0, index: Int32 = 0
+        _ = backend.api.device_of!(handle, &kind, &index)
+        return kind == Int32(PD_CUDA.rawValue) ? .cuda(Int(index)) : .cpu
+    }
+
     public var dtype: DType? { DType(abi: backend.api.dtype!(handle)) }
 
     public var shape: [Int] {
@@ -81,6 +87,7 @@ public final class Tensor: @unchecked Sendable {
     public func narrowed(_ dim: Int, _ range: Range<Int>) throws -> Tensor {
         try make("narrow") { backend.api.narrow!(handle, Int64(dim), Int64(range.lowerBound), Int64(range.count), &$0) }
     }
+    public func clamped(_ low: Double, _ high: Double) throws -> Tensor { try make("clamp") { backend.api.clamp!(handle, low, high, &$0) } }
     public func softmax(_ dim: Int) throws -> Tensor { try make("softmax") { backend.api.softmax!(handle, Int64(dim), &$0) } }
     public func sum(_ dims: [Int], keepingDims: Bool = false) throws -> Tensor { try reduce(PD_REDUCE_SUM, dims, keepingDims) }
     public func mean(_ dims: [Int], keepingDims: Bool = false) throws -> Tensor { try reduce(PD_REDUCE_MEAN, dims, keepingDims) }

@@ -48,11 +48,13 @@ public final class StrictLoader {
     public func has(_ path: WeightPath) -> Bool { archive.shape(of: path.key) != nil }
 
     /// Ends loading: every stored key must have been taken or match one of `ignoring` (a key
-    /// suffix such as `.num_batches_tracked`).
-    public func finish(ignoring suffixes: [String] = []) throws -> Report {
+    /// suffix such as `.num_batches_tracked`) or `ignoringPrefixes` (a part of the checkpoint the
+    /// model does not contain, such as Whisper's `decoder.`).
+    public func finish(ignoring suffixes: [String] = [], ignoringPrefixes prefixes: [String] = []) throws -> Report {
         let left = archive.names.filter { !used.contains($0) }
-        let ignored = left.filter { key in suffixes.contains { key.hasSuffix($0) } }
-        let unexpected = left.filter { !ignored.contains($0) }
+        let ignored = left.filter { key in suffixes.contains { key.hasSuffix($0) } || prefixes.contains { key.hasPrefix($0) } }
+        let ignoredSet = Set(ignored)
+        let unexpected = left.filter { !ignoredSet.contains($0) }
         guard unexpected.isEmpty else { throw WeightError.unexpected(keys: unexpected) }
         return Report(tensors: used.count, parameters: parameterCount, buffers: bufferCount, ignored: ignored)
     }

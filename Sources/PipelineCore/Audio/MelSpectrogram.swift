@@ -22,16 +22,24 @@ public struct MelSpectrogram: Sendable {
     private let window: [Double]
 
     public init() {
+        basis = Self.slaneyFilters(sampleRate: Self.sampleRate, fftLength: Self.fftLength, bands: Self.bands,
+                                   minFrequency: Self.minFrequency, maxFrequency: Self.maxFrequency)
+        window = (0..<Self.fftLength).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(Self.fftLength)) }
+    }
+
+    /// librosa.filters.mel (Slaney mel scale and area normalisation, its defaults) as librosa returns it:
+    /// [bands][fftLength/2 + 1], float32 values. Whisper's `mel_filters.npz` is the same construction.
+    public static func slaneyFilters(sampleRate: Int, fftLength: Int, bands: Int, minFrequency: Double, maxFrequency: Double) -> [[Double]] {
         // librosa's Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
         let fSp = 200.0 / 3, minLogHz = 1000.0, minLogMel = minLogHz / fSp, logStep = log(6.4) / 27
         func mel(_ hz: Double) -> Double { hz >= minLogHz ? minLogMel + log(hz / minLogHz) / logStep : hz / fSp }
         func hz(_ m: Double) -> Double { m >= minLogMel ? minLogHz * exp(logStep * (m - minLogMel)) : fSp * m }
-        let bins = Self.fftLength / 2 + 1
-        let fftFrequencies = (0..<bins).map { Double($0) * Double(Self.sampleRate) / 2 / Double(bins - 1) }
-        let lo = mel(Self.minFrequency), hi = mel(Self.maxFrequency)
-        let count = Self.bands + 2
+        let bins = fftLength / 2 + 1
+        let fftFrequencies = (0..<bins).map { Double($0) * Double(sampleRate) / 2 / Double(bins - 1) }
+        let lo = mel(minFrequency), hi = mel(maxFrequency)
+        let count = bands + 2
         let melFrequencies = (0..<count).map { hz(lo + (hi - lo) * Double($0) / Double(count - 1)) }
-        basis = (0..<Self.bands).map { i in
+        return (0..<bands).map { i in
             let lower = melFrequencies[i + 1] - melFrequencies[i], upper = melFrequencies[i + 2] - melFrequencies[i + 1]
             let norm = 2 / (melFrequencies[i + 2] - melFrequencies[i])
             return fftFrequencies.map { f in
@@ -40,7 +48,6 @@ public struct MelSpectrogram: Sendable {
                 return Double(Float(Double(Float(max(0, min(rising, falling)))) * norm))
             }
         }
-        window = (0..<Self.fftLength).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(Self.fftLength)) }
     }
 
     /// `bands` rows × `1 + N / 200` columns of 16 kHz mono float samples (range ±1), normalised to [−4, 4].

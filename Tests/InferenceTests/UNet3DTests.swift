@@ -1,0 +1,55 @@
+import Foundation
+import Inference
+import PipelineTestSupport
+import Testing
+
+/// LatentSync's U-Net against `golden/unet3d_small` (stage-2 structure, widths 32/64/64/64).
+@Suite struct UNet3DTests {
+    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
+    static var small: UNet3DConditionModel.Config { UNet3DConditionModel.Config(blockOutChannels: [32, 64, 64, 64]) }
+
+    /// The stage-2 configuration declares 1,267,099,844 parameters and 40 positional tables in 1246 tensors.
+    @Test func stage2ParameterCount() throws {
+        let recorder = ShapeRecorder()
+        _ = try UNet3DConditionModel(WeightSource(.shapes(recorder)))
+        #expect(recorder.parameters == 1_267_099_844 && recorder.shapes.count == 1246, "\(recorder.parameters) in \(recorder.shapes.count)")
+        let small = ShapeRecorder()
+        _ = try UNet3DConditionModel(WeightSource(.shapes(small)), config: Self.small)
+        #expect(small.parameters == 5_321_380 && small.shapes.count == 1244)
+    }
+
+    @Test func noisePredictionMatchesTheReference() throws {
+        let dir = try Golden.directory.appendingPathComponent("unet3d_small")
+        let (unet, report) = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small)
+        #expect(report.parameters == 5_321_380)
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let sample = try io.float32("sample"), context = try io.float32("encoder_hidden_states")
+        var recorded: [String: Tensor] = [:]
+        let output = try unet(Tensor(sample, shape: [2, 13, 16, 16, 16]), timestep: 501, context: Tensor(context, shape: [32, 50, 384])) { recorded[$0] = $1 }
+        let d = Self.maxDifference(try output.floats(), try io.float32("output"))
+        #expect(d <= 1e-4, "output differs by \(d)")
+        let stored = Set(io.names)
+        for (name, value) in recorded.sorted(by: { $0.key < $1.key }) where stored.contains(name) {
+            let reference = try io.float32(name)
+            let worst = Self.maxDifference(try value.floats(), reference)
+            #expect(worst <= 2e-4 * max(1, reference.map(abs).max()!), "\(name) differs by \(worst)")
+        }
+        #expect(stored.filter { $0.hasPrefix("act.") }.allSatisfy { recorded[$0] != nil }, "\(recorded.keys.sorted())")
+
+        // A short last window: 10 frames.
+        var sample10: [Float] = [], context10: [Float] = []
+        let plane = 16 * 256, tokens = 50 * 384
+        for b in 0..<2 {
+            for c in 0..<13 {
+                let start: Int = (b * 13 + c) * plane
+                sample10 += sample[start..<(start + 10 * 256)]
+            }
+            let first: Int = b * 16 * tokens
+            context10 += context[first..<(first + 10 * tokens)]
+        }
+        let output10 = try unet(Tensor(sample10, shape: [2, 13, 10, 16, 16]), timestep: 501, context: Tensor(context10, shape: [20, 50, 384]))
+        let d10 = Self.maxDifference(try output10.floats(), try io.float32("output_10frames"))
+        #expect(d10 <= 1e-4, "10-frame output differs by \(d10)")
+        print("U-Net on CPU: output \(d), 10 frames \(d10)")
+    }
+}
