@@ -1,0 +1,106 @@
+/// One 16-frame window of LatentSync's generator (`LipsyncPipeline.__call__`'s loop body): VAE
+/// latents of the masked and the reference frames, DDIM denoising of a shared initial noise with
+/// classifier-free guidance on zeroed audio, decoding, and pasting the generated mouth region over
+/// the original frame. Frames are aligned R×R faces; the reference frames are the window's own frames.
+public struct LipsyncWindow: Sendable {
+    public let unet: UNet3DConditionModel
+    public let vae: AutoencoderKL
+    public let scheduler: DDIMScheduler
+    public let guidance: Double
+    public let device: Device
+
+    public init(unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: DDIMScheduler, guidance: Double = 1.5, device: Device = .cpu) {
+        self.unet = unet; self.vae = vae; self.scheduler = scheduler; self.guidance = guidance; self.device = device
+    }
+
+    /// The mask as the pipeline uses it: per pixel of the R×R face, 1 = keep the original, 0 = generate.
+    public struct Mask: Sendable {
+        public let size: Int
+        /// `mask_u8 / 255` (float64, as the reference divides).
+        public let values: [Double]
+
+        public init(u8: [UInt8], size: Int) {
+            precondition(u8.count == size * size, "a \(size)×\(size) mask needs \(size * size) values")
+            self.size = size; values = u8.map { Double($0) / 255 }
+        }
+
+        /// The latent-resolution mask channel: the pixel at (8i, 8j), float32.
+        public var latent: [Float] {
+            let s = size / 8
+            return (0..<(s * s)).map { Float(values[(($0 / s) * 8) * size + ($0 % s) * 8]) }
+        }
+    }
+
+    /// Intermediate values for parity checks.
+    public struct Trace {
+        public var maskedLatents: Tensor?, referenceLatents: Tensor?, firstNoisePrediction: Tensor?
+        public var latents: [Tensor] = []
+        public init() {}
+    }
+
+    /// - Parameters:
+    ///   - frames: F aligned RGB frames, HWC u8, `mask.size` square.
+    ///   - audio: (F, 50, 384) Whisper chunks of the same frames.
+    ///   - noise: the initial noise (4 × R/8 × R/8), shared by every frame.
+    /// - Returns: the pasted frames in the [−1, 1] convention, (F, 3, R, R) float32 on the device.
+    public func generate(frames: [[UInt8]], mask: Mask, audio: Tensor, noise: [Float], trace: UnsafeMutablePointer<Trace>? = nil) throws -> Tensor {
+        let r = mask.size, n = frames.count, plane = r * r, h = r / 8
+        // Reference frames (u8/255 − 0.5)/0.5 in float32; masked = float32(float64(ref) · mask).
+        var reference = [Float](repeating: 0, count: n * 3 * plane), masked = reference
+        for (f, frame) in frames.enumerated() {
+            precondition(frame.count == plane * 3, "frame \(f) is not \(r)×\(r) RGB")
+            for c in 0..<3 {
+                for p in 0..<plane {
+                    let v = (Float(frame[p * 3 + c]) / 255 - 0.5) / 0.5
+                    reference[(f * 3 + c) * plane + p] = v
+                    masked[(f * 3 + c) * plane + p] = Float(Double(v) * mask.values[p])
+                }
+            }
+        }
+        let referenceImages = try Tensor(reference, shape: [n, 3, r, r], device: device)
+        // (F, 4, h, w) → (1, 4, F, h, w).
+        func latents(_ images: Tensor) throws -> Tensor { try vae.latents(images).permuted([1, 0, 2, 3]).reshaped([1, 4, n, h, h]) }
+        let maskedLatents = try latents(Tensor(masked, shape: [n, 3, r, r], device: device))
+        let referenceLatents = try latents(referenceImages)
+        trace?.pointee.maskedLatents = maskedLatents
+        trace?.pointee.referenceLatents = referenceLatents
+        let maskChannel = try Tensor(Array((0..<n).map { _ in mask.latent }.joined()), shape: [1, 1, n, h, h], device: device)
+        let conditions = try Tensor.cat([maskChannel, maskedLatents, referenceLatents], dim: 1)
+        let twice = try Tensor.cat([conditions, conditions], dim: 0)
+        // Context rows: item 0 (unconditional) zeros, item 1 the audio; row b·F + f.
+        let zeros = try audio.affine(scale: 0)
+        let context = try Tensor.cat([zeros, audio], dim: 0)
+        var current = try Tensor(Array((0..<4).flatMap { c in (0..<n).flatMap { _ in noise[(c * h * h)..<((c + 1) * h * h)] } }),
+                                 shape: [1, 4, n, h, h], device: device)
+        trace?.pointee.latents.append(current)
+        for t in scheduler.timesteps {
+            let input = try Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1)
+            let prediction = try unet(input, timestep: t, context: context)
+            if trace?.pointee.firstNoisePrediction == nil { trace?.pointee.firstNoisePrediction = prediction }
+            let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: guidance)
+            current = try scheduler.step(guided, at: t, sample: current).previous
+            trace?.pointee.latents.append(current)
+        }
+        let decoded = try vae.decode(current.permuted([0, 2, 1, 3, 4]).reshaped([n, 4, h, h]))
+        // Paste: m' = float32(1 − mask) keeps the generator's pixels where the mask is 0.
+        let generated = try Tensor(mask.values.map { Float(1 - $0) }, shape: [1, 1, r, r], device: device)
+        let kept = try generated.affine(scale: -1, shift: 1)
+        return try decoded * generated + referenceImages * kept
+    }
+
+    /// `trunc(clamp(x/2 + 0.5, 0, 1) · 255)` per value, HWC u8 frames from (F, 3, R, R) in [−1, 1].
+    public static func frames(_ pasted: Tensor) throws -> [[UInt8]] {
+        let s = try pasted.shape, values = try pasted.floats()
+        let (n, r) = (s[0], s[2]), plane = r * r
+        return (0..<n).map { f in
+            var out = [UInt8](repeating: 0, count: plane * 3)
+            for c in 0..<3 {
+                for p in 0..<plane {
+                    let v = min(max(values[(f * 3 + c) * plane + p] / 2 + 0.5, 0), 1) * 255
+                    out[p * 3 + c] = UInt8(v)
+                }
+            }
+            return out
+        }
+    }
+}
