@@ -4,6 +4,9 @@
 //   InferenceCheck parity GOLDEN_DIR [--device D] [--models syncnet_v2,stable_syncnet,hyperiqa]
 //       Each model on its golden set on the device; prints the deviations; exits 1 if any exceeds
 //       the golden README's tolerance. TF32 is off so CUDA runs in true float32.
+//   InferenceCheck bench-generator [--device D] [--dtype float32|float16] [--resolution 256|512]
+//       The full-size U-Net (1.27 B parameters), VAE and Whisper-tiny at random weights: one 16-frame
+//       window, 20 steps, guidance 1.5; frames/s, the U-Net/VAE/Whisper shares and peak memory.
 //   InferenceCheck bench [--device D] [--dtype float32|float16|bfloat16] [--iterations N]
 //       SyncNet v2 scoring of 10 s clips (245 five-frame windows per clip, one clip per batch) and
 //       hyperIQA scoring (64 clips × 3 frames per batch) at random weights; prints one JSON line per
@@ -20,7 +23,7 @@ func option(_ name: String, _ fallback: String) -> String {
     guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return fallback }
     return arguments[i + 1]
 }
-guard let mode = arguments.first, ["parity", "bench"].contains(mode), mode == "bench" || arguments.count >= 2 else {
+guard let mode = arguments.first, ["parity", "bench", "bench-generator"].contains(mode), mode != "parity" || arguments.count >= 2 else {
     printError("usage: InferenceCheck parity GOLDEN_DIR [--device D] [--models a,b] | bench [--device D] [--dtype T] [--iterations N]\n")
     exit(64)
 }
@@ -85,6 +88,108 @@ var failures = 0
     }
 }
 
+@MainActor func generatorParity(_ golden: URL, device: Device, models: Set<String>) throws {
+    let unetConfig = UNet3DConditionModel.Config(blockOutChannels: [32, 64, 64, 64]), vaeConfig = AutoencoderKL.Config(blockOutChannels: [32, 32, 64, 64])
+    if models.contains("whisper") {
+        let dir = golden.appendingPathComponent("whisper_tiny_encoder")
+        let encoder = try WhisperAudioEncoder.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), device: device).0
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let stored = try io.float32("log_mel")
+        let (features, _) = try encoder.features(logMel: (0..<80).map { Array(stored[($0 * 299)..<(($0 + 1) * 299)]) }, device: device)
+        report("whisper hidden_states", features, try io.float32("hidden_states"), tolerance: 2e-4)
+    }
+    if models.contains("ddim") {
+        let io = try SafeTensors(contentsOf: golden.appendingPathComponent("ddim/ddim.safetensors"))
+        let shape = [1, 4, 2, 8, 8]
+        let step = try DDIMScheduler(steps: 20).step(Tensor(io.float32("model_output"), shape: shape, device: device), at: 951,
+                                                     sample: Tensor(io.float32("sample"), shape: shape, device: device))
+        report("ddim step t=951", try step.previous.floats(), try io.float32("step20_t951_prev_sample"), tolerance: 1e-5)
+    }
+    if models.contains("vae") {
+        let dir = golden.appendingPathComponent("vae_small")
+        let vae = try AutoencoderKL.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: vaeConfig, device: device).0
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        report("vae latent_mean", try vae.encode(Tensor(io.float32("image"), shape: [2, 3, 64, 64], device: device)).mean.floats(), try io.float32("latent_mean"), tolerance: 2e-3)
+        report("vae decoded", try vae.decode(Tensor(io.float32("decoder_latent_scaled"), shape: [2, 4, 8, 8], device: device)).floats(), try io.float32("decoded"), tolerance: 1e-4)
+    }
+    if models.contains("unet") {
+        let dir = golden.appendingPathComponent("unet3d_small")
+        let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: unetConfig, device: device).0
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let out = try unet(Tensor(io.float32("sample"), shape: [2, 13, 16, 16, 16], device: device), timestep: 501,
+                           context: Tensor(io.float32("encoder_hidden_states"), shape: [32, 50, 384], device: device))
+        report("unet output", try out.floats(), try io.float32("output"), tolerance: 1e-4)
+    }
+    if models.contains("lipsync") {
+        let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: golden.appendingPathComponent("unet3d_small/weights.safetensors")), config: unetConfig, device: device).0
+        let vae = try AutoencoderKL.load(SafeTensors(contentsOf: golden.appendingPathComponent("vae_small/weights.safetensors")), config: vaeConfig, device: device).0
+        let io = try SafeTensors(contentsOf: golden.appendingPathComponent("lipsync_small/io.safetensors"))
+        let pixels = try io.uint8("frames_u8"), size = 128 * 128 * 3
+        var trace = LipsyncWindow.Trace()
+        let out = try LipsyncWindow(unet: unet, vae: vae, scheduler: DDIMScheduler(steps: 5), device: device)
+            .generate(frames: (0..<16).map { Array(pixels[($0 * size)..<(($0 + 1) * size)]) }, mask: .init(u8: io.uint8("mask_u8"), size: 128),
+                      audio: Tensor(io.float32("audio_embeds"), shape: [16, 50, 384], device: device), noise: io.float32("init_noise"), trace: &trace)
+        report("lipsync latents", try trace.latents.flatMap { try $0.floats() }, try io.float32("latents"), tolerance: 5e-4)
+        report("lipsync output", try out.floats(), try io.float32("output"), tolerance: 2e-4)
+    }
+}
+
+/// The full-size generator at random weights: one 16-frame window at `resolution`, 20 DDIM steps,
+/// guidance 1.5 (U-Net batch 2), with the time split into Whisper, VAE encode, U-Net and VAE decode.
+func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: Int) throws {
+    let backend = try TorchBackend.shared()
+    if ProcessInfo.processInfo.environment["PIPELINED_CUDNN_BENCHMARK"] == "1" { try backend.cudnnBenchmark(true) }
+    let clock = ContinuousClock()
+    func seconds(_ body: () throws -> Void) throws -> Double {
+        try backend.synchronize(device)
+        let start = clock.now
+        try body()
+        try backend.synchronize(device)
+        let d = clock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+    let unet = try UNet3DConditionModel(WeightSource(.random(RandomWeights(seed: 3)), device: device, dtype: dtype))
+    let vae = try AutoencoderKL(WeightSource(.random(RandomWeights(seed: 4)), device: device, dtype: dtype))
+    let whisper = try WhisperAudioEncoder(WeightSource(.random(RandomWeights(seed: 5)), device: device, dtype: dtype))
+    let parameters = try UNet3DConditionModel.parametersCount()
+    let frames = 16, h = resolution / 8
+    let images = try Tensor((0..<(2 * frames * 3 * resolution * resolution)).map { _ in Float.random(in: -1...1) }, shape: [2 * frames, 3, resolution, resolution], device: device)
+    let mel = try Tensor((0..<(80 * 3000)).map { _ in Float.random(in: -1...1) }, shape: [1, 80, 3000], device: device)
+    let noise = try Tensor((0..<(4 * frames * h * h)).map { _ in Float.random(in: -1...1) }, shape: [1, 4, frames, h, h], device: device)
+    let context = try Tensor((0..<(2 * frames * 50 * 384)).map { _ in Float.random(in: -1...1) }, shape: [2 * frames, 50, 384], device: device)
+    let scheduler = DDIMScheduler(steps: 20)
+    var times = (whisper: 0.0, encode: 0.0, unet: 0.0, decode: 0.0)
+    try backend.resetPeakMemory(device)
+    for iteration in 0..<(iterations + 1) {
+        try backend.inferenceMode {
+            var latents: Tensor?, current = noise
+            let w = try seconds { _ = try whisper.hiddenStates(mel).states.last!.floats().count }
+            let e = try seconds { latents = try vae.latents(images) }
+            let u = try seconds {
+                let l = try latents!.permuted([1, 0, 2, 3]).reshaped([1, 4, 2 * frames, h, h])
+                let conditions = try Tensor.cat([noise.narrowed(1, 0..<1), l.narrowed(2, 0..<frames), l.narrowed(2, frames..<(2 * frames))], dim: 1)
+                let twice = try Tensor.cat([conditions, conditions], dim: 0)
+                for t in scheduler.timesteps {
+                    let prediction = try unet(Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1), timestep: t, context: context)
+                    let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: 1.5)
+                    current = try scheduler.step(guided, at: t, sample: current).previous
+                }
+            }
+            let d = try seconds { _ = try vae.decode(current.permuted([0, 2, 1, 3, 4]).reshaped([frames, 4, h, h])).floats().count }
+            if iteration > 0 {  // the first window warms up (cuDNN autotuning, allocator)
+                // One Whisper window serves 30 s = 750 video frames; a 16-frame window's share is 16/750 of it.
+                times.whisper += w * Double(frames) / 750; times.encode += e; times.unet += u; times.decode += d
+            }
+        }
+    }
+    let n = Double(iterations), total = (times.whisper + times.encode + times.unet + times.decode) / n
+    let peak = try backend.memoryStats(device)?.peakAllocated ?? 0
+    print("{\"impl\":\"swift\",\"model\":\"generator\",\"dtype\":\"\(dtype)\",\"resolution\":\(resolution),\"unet_parameters\":\(parameters),"
+          + "\"seconds_per_window\":\(total),\"frames_per_s\":\(Double(frames) / total),\"share_unet\":\(times.unet / n / total),"
+          + "\"share_vae_encode\":\(times.encode / n / total),\"share_vae_decode\":\(times.decode / n / total),\"share_whisper\":\(times.whisper / n / total),"
+          + "\"peak_bytes\":\(peak)}")
+}
+
 /// Seconds per iteration of `body` (after warm-up), with the device synchronised around the timing.
 func timed(_ backend: TorchBackend, _ device: Device, iterations: Int, _ body: () throws -> Void) throws -> Double {
     for _ in 0..<3 { try body() }
@@ -139,15 +244,20 @@ do {
     if mode == "parity" {
         // True float32 on CUDA for parity (PyTorch lets cuDNN use TF32 by default).
         try backend.allowTF32(matmul: false, convolution: false)
-        let models = Set(option("--models", "syncnet_v2,stable_syncnet,hyperiqa").split(separator: ",").map(String.init))
+        let models = Set(option("--models", "syncnet_v2,stable_syncnet,hyperiqa,whisper,ddim,vae,unet,lipsync").split(separator: ",").map(String.init))
         try parity(URL(fileURLWithPath: arguments[1]), device: device, models: models)
+        try generatorParity(URL(fileURLWithPath: arguments[1]), device: device, models: models)
     } else {
         let dtype: DType = switch option("--dtype", "float32") {
         case "float16": .float16
         case "bfloat16": .bfloat16
         default: .float32
         }
-        try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
+        if mode == "bench" {
+            try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
+        } else {
+            try benchGenerator(device: device, dtype: dtype, resolution: Int(option("--resolution", "256")) ?? 256, iterations: Int(option("--iterations", "3")) ?? 3)
+        }
     }
 } catch {
     print("FAIL \(error)")

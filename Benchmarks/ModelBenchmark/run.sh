@@ -3,7 +3,7 @@
 # runs InferenceCheck (a static Swift binary built elsewhere and carried here) for golden parity on
 # CUDA and for the throughput benchmark, runs baseline.py (the same models eagerly in PyTorch) and
 # prints the comparison.
-#   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS] [bench]
+#   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS|none] [bench|generator|all]
 # CARRY_DIR holds InferenceCheck (or InferenceCheck.xz) and golden/<model>/ files (optionally .xz).
 set -euo pipefail
 carry=$1 out=$2 models=${3:-syncnet_v2,stable_syncnet,hyperiqa} bench=${4:-}
@@ -23,7 +23,15 @@ status=0
 if [ "$models" != "none" ]; then
   /tmp/ic/InferenceCheck parity /tmp/ic/golden --device cuda:0 --models "$models" 2>&1 | tee "$out/parity_cuda.txt" || status=1
 fi
-if [ "$bench" = bench ]; then
+if [ "$bench" = generator ] || [ "$bench" = all ]; then
+  : >"$out/generator.jsonl"
+  for dtype in float16 float32; do
+    for resolution in 256 512; do
+      /tmp/ic/InferenceCheck bench-generator --device cuda:0 --dtype $dtype --resolution $resolution --iterations 3 2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
+    done
+  done
+fi
+if [ "$bench" = bench ] || [ "$bench" = all ]; then
   : >"$out/bench.jsonl"
   for dtype in float32 float16 bfloat16; do
     /tmp/ic/InferenceCheck bench --device cuda:0 --dtype $dtype --iterations 20 2>>"$out/bench.log" | tee -a "$out/bench.jsonl"

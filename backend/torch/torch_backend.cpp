@@ -408,6 +408,7 @@ const pd_torch_api api = {
             *index = d.is_cuda() ? int32_t(d.index()) : 0;
         });
     },
+    /* set_cudnn_benchmark */ [](int32_t enabled) { return guarded([&] { at::globalContext().setBenchmarkCuDNN(enabled != 0); }); },
 };
 } // namespace
 

@@ -123,6 +123,8 @@ typedef struct pd_torch_api {
     int32_t (*clamp)(const pd_tensor *x, double low, double high, pd_tensor **out);
     /// Where a tensor lives.
     int32_t (*device_of)(const pd_tensor *t, int32_t *kind, int32_t *index);
+    /// cuDNN autotuning of convolution algorithms per input shape (`torch.backends.cudnn.benchmark`).
+    int32_t (*set_cudnn_benchmark)(int32_t enabled);
 } pd_torch_api;
 
 /// `activation` kinds (values are part of the ABI).

@@ -13,11 +13,13 @@ public struct AutoencoderKL: Sendable {
     public static let scalingFactor = 0.18215
 
     public let config: Config
+    public let dtype: DType
     let encoderIn: Conv, encoderBlocks: [VAEBlock], encoderMid: VAEMidBlock, encoderNormOut: GroupNorm, encoderOut: Conv, quantConv: Conv
     let postQuantConv: Conv, decoderIn: Conv, decoderMid: VAEMidBlock, decoderBlocks: [VAEBlock], decoderNormOut: GroupNorm, decoderOut: Conv
 
     public init(_ w: WeightSource, config: Config = .sdVAEftMSE) throws {
         self.config = config
+        dtype = w.dtype
         let widths = config.blockOutChannels, latent = config.latentChannels, last = widths.count - 1
         let encoder = WeightPath()("encoder"), decoder = WeightPath()("decoder")
         encoderIn = try Conv(w, encoder("conv_in"), in: 3, out: widths[0], kernel: [3, 3], padding: [1, 1])
@@ -45,7 +47,7 @@ public struct AutoencoderKL: Sendable {
 
     /// Loads diffusers weights strictly; checkpoints from older diffusers that name the mid-block
     /// attention `query`/`key`/`value`/`proj_attn` are renamed as diffusers does on load.
-    public static func load(_ archive: any TensorArchive, config: Config = .sdVAEftMSE, device: Device = .cpu) throws -> (AutoencoderKL, StrictLoader.Report) {
+    public static func load(_ archive: any TensorArchive, config: Config = .sdVAEftMSE, device: Device = .cpu, dtype: DType = .float32) throws -> (AutoencoderKL, StrictLoader.Report) {
         let renames = ["query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"]
         var source = archive
         if archive.names.contains(where: { $0.contains(".attentions.0.query.") }) {
@@ -60,13 +62,13 @@ public struct AutoencoderKL: Sendable {
             source = TensorDictionary(tensors)
         }
         let loader = StrictLoader(source)
-        let model = try AutoencoderKL(WeightSource(loader, device: device), config: config)
+        let model = try AutoencoderKL(WeightSource(loader, device: device, dtype: dtype), config: config)
         return (model, try loader.finish())
     }
 
     /// (B, 3, H, W) images in [−1, 1] → the encoder's moments: mean and log-variance (clamped to [−30, 20]), (B, 4, H/8, W/8) each.
     public func encode(_ images: Tensor) throws -> (mean: Tensor, logVariance: Tensor) {
-        var h = try encoderIn(images)
+        var h = try encoderIn(converted(images))
         for block in encoderBlocks { h = try block(h) }
         h = try encoderOut(encoderNormOut(encoderMid(h)).activation(.silu))
         let moments = try quantConv(h)
@@ -81,10 +83,12 @@ public struct AutoencoderKL: Sendable {
 
     /// (B, 4, h, w) scaled latents → (B, 3, 8h, 8w) images (≈ [−1, 1]); divides by 0.18215 first.
     public func decode(_ latents: Tensor) throws -> Tensor {
-        var h = try decoderMid(decoderIn(postQuantConv(latents.affine(scale: 1 / Self.scalingFactor))))
+        var h = try decoderMid(decoderIn(postQuantConv(converted(latents).affine(scale: 1 / Self.scalingFactor))))
         for block in decoderBlocks { h = try block(h) }
         return try decoderOut(decoderNormOut(h).activation(.silu))
     }
+
+    func converted(_ x: Tensor) throws -> Tensor { try x.dtype == dtype ? x : x.to(x.device, dtype) }
 
     /// Intermediate values the reference records (encoder output before `quant_conv`, decoder after `post_quant_conv` and after the mid block).
     public func encoderOutput(_ images: Tensor) throws -> Tensor {

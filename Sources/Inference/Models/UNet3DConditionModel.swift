@@ -27,6 +27,8 @@ public struct UNet3DConditionModel: Sendable {
     }
 
     public let config: Config
+    /// The weights' element type; inputs are converted to it.
+    public let dtype: DType
     let timeLinear1: Linear, timeLinear2: Linear
     let convIn: FrameConv
     let downBlocks: [UNetBlock]
@@ -36,6 +38,7 @@ public struct UNet3DConditionModel: Sendable {
 
     public init(_ w: WeightSource, config c: Config = .stage2) throws {
         config = c
+        dtype = w.dtype
         let root = WeightPath(), widths = c.blockOutChannels, timeWidth = 4 * widths[0]
         timeLinear1 = try Linear(w, root("time_embedding")("linear_1"), in: widths[0], out: timeWidth)
         timeLinear2 = try Linear(w, root("time_embedding")("linear_2"), in: timeWidth, out: timeWidth)
@@ -74,9 +77,16 @@ public struct UNet3DConditionModel: Sendable {
         convOut = try FrameConv(w, root("conv_out"), in: widths[0], out: c.outChannels, kernel: 3, padding: 1)
     }
 
-    public static func load(_ archive: any TensorArchive, config: Config = .stage2, device: Device = .cpu) throws -> (UNet3DConditionModel, StrictLoader.Report) {
+    /// Parameters of a configuration (counted without allocating them).
+    public static func parametersCount(_ config: Config = .stage2) throws -> Int {
+        let recorder = ShapeRecorder()
+        _ = try UNet3DConditionModel(WeightSource(.shapes(recorder)), config: config)
+        return recorder.parameters
+    }
+
+    public static func load(_ archive: any TensorArchive, config: Config = .stage2, device: Device = .cpu, dtype: DType = .float32) throws -> (UNet3DConditionModel, StrictLoader.Report) {
         let loader = StrictLoader(archive)
-        let model = try UNet3DConditionModel(WeightSource(loader, device: device), config: config)
+        let model = try UNet3DConditionModel(WeightSource(loader, device: device, dtype: dtype), config: config)
         return (model, try loader.finish())
     }
 
@@ -95,10 +105,14 @@ public struct UNet3DConditionModel: Sendable {
     /// ε prediction for `sample` (B, 13, F, H, W) at `timestep`, with `context` (B·F, 50, 384) — row
     /// b·F + f is frame f of item b.
     public func callAsFunction(_ sample: Tensor, timestep: Int, context: Tensor, record: ((String, Tensor) -> Void)? = nil) throws -> Tensor {
+        let device = sample.device
+        let sample = try sample.dtype == dtype ? sample : sample.to(device, dtype)
+        let context = try context.dtype == dtype ? context : context.to(device, dtype)
         let shape = try sample.shape
         let batch = shape[0]
-        let features = try Tensor(Self.timestepFeatures(Array(repeating: timestep, count: batch), width: config.blockOutChannels[0]),
-                                  shape: [batch, config.blockOutChannels[0]], device: sample.device, backend: sample.backend)
+        var features = try Tensor(Self.timestepFeatures(Array(repeating: timestep, count: batch), width: config.blockOutChannels[0]),
+                                  shape: [batch, config.blockOutChannels[0]], device: device, backend: sample.backend)
+        if dtype != .float32 { features = try features.to(device, dtype) }
         record?("act.time_proj", features)
         let emb = try timeLinear2(timeLinear1(features).activation(.silu))
         record?("act.time_embedding", emb)

@@ -47,9 +47,9 @@ public struct WhisperAudioEncoder: Sendable {
 
     /// Loads the encoder from a Whisper checkpoint's state dict (`model_state_dict` of `tiny.pt`, or
     /// its `encoder.*` entries); the decoder's keys are left alone.
-    public static func load(_ archive: any TensorArchive, dimensions: Dimensions = .tiny, device: Device = .cpu) throws -> (WhisperAudioEncoder, StrictLoader.Report) {
+    public static func load(_ archive: any TensorArchive, dimensions: Dimensions = .tiny, device: Device = .cpu, dtype: DType = .float32) throws -> (WhisperAudioEncoder, StrictLoader.Report) {
         let loader = StrictLoader(archive)
-        let model = try WhisperAudioEncoder(WeightSource(loader, device: device), dimensions: dimensions)
+        let model = try WhisperAudioEncoder(WeightSource(loader, device: device, dtype: dtype), dimensions: dimensions)
         return (model, try loader.finish(ignoring: [], ignoringPrefixes: ["decoder."]))
     }
 
@@ -70,6 +70,8 @@ public struct WhisperAudioEncoder: Sendable {
     /// (B, 80, 3000) log-mel windows → the conv stem's output (B, 1500, C) and the 1 + layers hidden
     /// states (B, 1500, C) each: state 0 = stem + positions, state b + 1 = block b's output.
     public func hiddenStates(_ mel: Tensor) throws -> (stem: Tensor, states: [Tensor]) {
+        let dtype = positional.dtype ?? .float32
+        let mel = try mel.dtype == dtype ? mel : mel.to(mel.device, dtype)
         let stem = try conv2(conv1(mel).activation(.gelu)).activation(.gelu).permuted([0, 2, 1])
         var states = [try stem + positional]
         for block in blocks { states.append(try block(states.last!)) }

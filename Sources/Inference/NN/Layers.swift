@@ -140,20 +140,32 @@ public struct Sequential: Module {
     }
 }
 
-/// A 2-D convolution applied to every frame of a (B, C, F, H, W) tensor: the checkpoint's
-/// `[out, in, kh, kw]` weight viewed as a depth-1 3-D kernel, so no folding of frames into the batch.
+/// A 2-D convolution applied to every frame of a (B, C, F, H, W) tensor. Two equivalent ways: the
+/// checkpoint's `[out, in, kh, kw]` weight viewed as a depth-1 3-D kernel (no copies), or frames folded
+/// into the batch around a 2-D convolution (a copy each way, but cuDNN's 2-D kernels are the fast
+/// ones); `PIPELINED_FRAME_CONV=3d` selects the first, the default is the second.
 public struct FrameConv: Module {
-    public let weight: Tensor, bias: Tensor?
+    public let weight: Tensor, weight3D: Tensor, bias: Tensor?
     public let stride: Int, padding: Int
+    static let folded = ProcessInfo.processInfo.environment["PIPELINED_FRAME_CONV"] != "3d"
 
     public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int = 0) throws {
         let conv = try Conv(w, path, in: inChannels, out: out, kernel: [kernel, kernel])
-        weight = w.isShapesOnly ? conv.weight : try conv.weight.reshaped([out, inChannels, 1, kernel, kernel])
+        weight = conv.weight
+        weight3D = w.isShapesOnly ? conv.weight : try conv.weight.reshaped([out, inChannels, 1, kernel, kernel])
         bias = conv.bias
         self.stride = stride; self.padding = padding
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try Functional.convolution(x, weight: weight, bias: bias, stride: [1, stride, stride], padding: [0, padding, padding])
+        guard Self.folded else {
+            return try Functional.convolution(x, weight: weight3D, bias: bias, stride: [1, stride, stride], padding: [0, padding, padding])
+        }
+        let s = try x.shape
+        let (b, f) = (s[0], s[2])
+        let frames = try x.permuted([0, 2, 1, 3, 4]).reshaped([b * f, s[1], s[3], s[4]])
+        let y = try Functional.convolution(frames, weight: weight, bias: bias, stride: [stride, stride], padding: [padding, padding])
+        let o = try y.shape
+        return try y.reshaped([b, f, o[1], o[2], o[3]]).permuted([0, 2, 1, 3, 4])
     }
 }

@@ -26,14 +26,22 @@ public struct WeightSource {
 
     public let origin: Origin
     public let device: Device
+    /// The element type the weights are stored in on the device (float32, or float16/bfloat16 to run a
+    /// model entirely in half precision, as LatentSync runs its U-Net on CUDA).
+    public let dtype: DType
     public let backend: TorchBackend
 
-    public init(_ loader: StrictLoader, device: Device = .cpu, backend: TorchBackend? = nil) throws {
-        try self.init(.checkpoint(loader), device: device, backend: backend)
+    public init(_ loader: StrictLoader, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil) throws {
+        try self.init(.checkpoint(loader), device: device, dtype: dtype, backend: backend)
     }
 
-    public init(_ origin: Origin, device: Device = .cpu, backend: TorchBackend? = nil) throws {
-        self.origin = origin; self.device = device; self.backend = try backend ?? TorchBackend.shared()
+    public init(_ origin: Origin, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil) throws {
+        self.origin = origin; self.device = device; self.dtype = dtype; self.backend = try backend ?? TorchBackend.shared()
+    }
+
+    private func placed(_ values: [Float], _ shape: [Int]) throws -> Tensor {
+        let t = try Tensor(values, shape: shape, device: device, backend: backend)
+        return dtype == .float32 ? t : try t.to(device, dtype)
     }
 
     /// Whether tensors are placeholders (a `ShapeRecorder` counting a configuration).
@@ -44,9 +52,9 @@ public struct WeightSource {
         switch origin {
         case let .checkpoint(loader):
             let host = try loader.take(path, shape: shape, isBuffer: role.isBuffer)
-            return try Tensor(host.floats(), shape: shape, device: device, backend: backend)
+            return try placed(host.floats(), shape)
         case let .random(generator):
-            return try Tensor(generator.values(path, shape: shape, role: role), shape: shape, device: device, backend: backend)
+            return try placed(generator.values(path, shape: shape, role: role), shape)
         case let .shapes(recorder):
             recorder.record(path, shape: shape, role: role)
             return try recorder.placeholder(backend)

@@ -60,6 +60,10 @@ extension TorchBackend {
         try check(api.set_tf32!(matmul ? 1 : 0, convolution ? 1 : 0), "set TF32")
     }
 
+    /// Lets cuDNN try its convolution algorithms once per input shape and keep the fastest
+    /// (`torch.backends.cudnn.benchmark`): worth it when the same shapes repeat, as in denoising loops.
+    public func cudnnBenchmark(_ enabled: Bool) throws { try check(api.set_cudnn_benchmark!(enabled ? 1 : 0), "cudnn benchmark") }
+
     /// Seeds libtorch's generators (CPU and every CUDA device).
     public func manualSeed(_ seed: UInt64) throws { try check(api.manual_seed!(seed), "manual_seed") }
 }
