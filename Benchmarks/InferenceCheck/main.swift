@@ -4,7 +4,7 @@
 //   InferenceCheck parity GOLDEN_DIR [--device D] [--models syncnet_v2,stable_syncnet,hyperiqa]
 //       Each model on its golden set on the device; prints the deviations; exits 1 if any exceeds
 //       the golden README's tolerance. TF32 is off so CUDA runs in true float32.
-//   InferenceCheck bench-generator [--device D] [--dtype float32|float16] [--resolution 256|512]
+//   InferenceCheck bench-generator [--device D] [--dtype float32|float16] [--resolution 256|512] [--deepcache 3]
 //       The full-size U-Net (1.27 B parameters), VAE and Whisper-tiny at random weights: one 16-frame
 //       window, 20 steps, guidance 1.5; frames/s, the U-Net/VAE/Whisper shares and peak memory.
 //   InferenceCheck bench [--device D] [--dtype float32|float16|bfloat16] [--iterations N]
@@ -136,7 +136,7 @@ var failures = 0
 
 /// The full-size generator at random weights: one 16-frame window at `resolution`, 20 DDIM steps,
 /// guidance 1.5 (U-Net batch 2), with the time split into Whisper, VAE encode, U-Net and VAE decode.
-func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: Int) throws {
+func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: Int, deepCache: Int?) throws {
     let backend = try TorchBackend.shared()
     if ProcessInfo.processInfo.environment["PIPELINED_CUDNN_BENCHMARK"] == "1" { try backend.cudnnBenchmark(true) }
     let clock = ContinuousClock()
@@ -165,12 +165,14 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
             var latents: Tensor?, current = noise
             let w = try seconds { _ = try whisper.hiddenStates(mel).states.last!.floats().count }
             let e = try seconds { latents = try vae.latents(images) }
+            let cache = deepCache.map { UNet3DConditionModel.DeepCache(interval: $0) }
             let u = try seconds {
                 let l = try latents!.permuted([1, 0, 2, 3]).reshaped([1, 4, 2 * frames, h, h])
                 let conditions = try Tensor.cat([noise.narrowed(1, 0..<1), l.narrowed(2, 0..<frames), l.narrowed(2, frames..<(2 * frames))], dim: 1)
                 let twice = try Tensor.cat([conditions, conditions], dim: 0)
-                for t in scheduler.timesteps {
-                    let prediction = try unet(Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1), timestep: t, context: context)
+                for (index, t) in scheduler.timesteps.enumerated() {
+                    let prediction = try unet(Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1), timestep: t, context: context,
+                                              cache: cache, step: index)
                     let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: 1.5)
                     current = try scheduler.step(guided, at: t, sample: current).previous
                 }
@@ -184,7 +186,7 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
     }
     let n = Double(iterations), total = (times.whisper + times.encode + times.unet + times.decode) / n
     let peak = try backend.memoryStats(device)?.peakAllocated ?? 0
-    print("{\"impl\":\"swift\",\"model\":\"generator\",\"dtype\":\"\(dtype)\",\"resolution\":\(resolution),\"unet_parameters\":\(parameters),"
+    print("{\"impl\":\"swift\",\"model\":\"generator\",\"dtype\":\"\(dtype)\",\"resolution\":\(resolution),\"deepcache\":\(deepCache ?? 0),\"unet_parameters\":\(parameters),"
           + "\"seconds_per_window\":\(total),\"frames_per_s\":\(Double(frames) / total),\"share_unet\":\(times.unet / n / total),"
           + "\"share_vae_encode\":\(times.encode / n / total),\"share_vae_decode\":\(times.decode / n / total),\"share_whisper\":\(times.whisper / n / total),"
           + "\"peak_bytes\":\(peak)}")
@@ -256,7 +258,8 @@ do {
         if mode == "bench" {
             try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
         } else {
-            try benchGenerator(device: device, dtype: dtype, resolution: Int(option("--resolution", "256")) ?? 256, iterations: Int(option("--iterations", "3")) ?? 3)
+            try benchGenerator(device: device, dtype: dtype, resolution: Int(option("--resolution", "256")) ?? 256, iterations: Int(option("--iterations", "3")) ?? 3,
+                               deepCache: Int(option("--deepcache", "0")).flatMap { $0 > 0 ? $0 : nil })
         }
     }
 } catch {

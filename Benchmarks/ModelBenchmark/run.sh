@@ -27,7 +27,10 @@ if [ "$bench" = generator ] || [ "$bench" = all ]; then
   : >"$out/generator.jsonl"
   for dtype in float16 float32; do
     for resolution in 256 512; do
-      /tmp/ic/InferenceCheck bench-generator --device cuda:0 --dtype $dtype --resolution $resolution --iterations 3 2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
+      for cache in 0 3; do
+        /tmp/ic/InferenceCheck bench-generator --device cuda:0 --dtype $dtype --resolution $resolution --deepcache $cache --iterations 3 \
+          2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
+      done
     done
   done
 fi

@@ -52,4 +52,22 @@ import Testing
         #expect(d10 <= 1e-4, "10-frame output differs by \(d10)")
         print("U-Net on CPU: output \(d), 10 frames \(d10)")
     }
+
+    /// DeepCache: a cached step given the full step's own inputs reproduces its output (the cache holds
+    /// exactly what the skipped blocks computed); with another timestep it differs; 7 of 20 steps run fully.
+    @Test func deepCacheReusesTheSkippedBlocks() throws {
+        let dir = try Golden.directory.appendingPathComponent("unet3d_small")
+        let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small).0
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let sample = try Tensor(io.float32("sample"), shape: [2, 13, 16, 16, 16]), context = try Tensor(io.float32("encoder_hidden_states"), shape: [32, 50, 384])
+        let cache = UNet3DConditionModel.DeepCache(interval: 3)
+        let full = try unet(sample, timestep: 501, context: context, cache: cache, step: 0).floats()
+        let cached = try unet(sample, timestep: 501, context: context, cache: cache, step: 1).floats()
+        #expect(Self.maxDifference(cached, full) <= 1e-6 && cache.fullSteps == 1 && cache.cachedSteps == 1)
+        let later = try unet(sample, timestep: 301, context: context, cache: cache, step: 2).floats()
+        let recomputed = try unet(sample, timestep: 301, context: context).floats()
+        #expect(Self.maxDifference(later, recomputed) > 1e-3, "a cached step at another timestep is an approximation, not a recomputation")
+        let steps = (0..<20).filter { $0 % 3 == 0 }.count
+        #expect(steps == 7)
+    }
 }

@@ -102,9 +102,25 @@ public struct UNet3DConditionModel: Sendable {
     /// Block outputs for activation checks, keyed like the reference's `act.*` names.
     public typealias Activations = [String: Tensor]
 
+    /// DeepCache (LatentSync's `DeepCacheSDHelper`, cache_interval 3, branch 0): the whole U-Net runs
+    /// on every `interval`-th step of a window; in between only `conv_in`, the last layer of the final
+    /// up block, `conv_norm_out` and `conv_out` run, on the hidden state cached at the last full step.
+    /// (Upstream also re-runs the final block's first two motion modules on cached inputs; their
+    /// outputs cannot change, so the state after them is cached instead.) An approximation: the
+    /// reference's scripts and app use it by default. One cache per window; `reset()` between windows.
+    public final class DeepCache: @unchecked Sendable {
+        // @unchecked: used by one window's denoising loop at a time.
+        public let interval: Int
+        var hidden: Tensor?
+        public fileprivate(set) var fullSteps = 0, cachedSteps = 0
+        public init(interval: Int = 3) { precondition(interval >= 1); self.interval = interval }
+        public func reset() { hidden = nil }
+    }
+
     /// ε prediction for `sample` (B, 13, F, H, W) at `timestep`, with `context` (B·F, 50, 384) — row
     /// b·F + f is frame f of item b.
-    public func callAsFunction(_ sample: Tensor, timestep: Int, context: Tensor, record: ((String, Tensor) -> Void)? = nil) throws -> Tensor {
+    public func callAsFunction(_ sample: Tensor, timestep: Int, context: Tensor, cache: DeepCache? = nil, step index: Int = 0,
+                               record: ((String, Tensor) -> Void)? = nil) throws -> Tensor {
         let device = sample.device
         let sample = try sample.dtype == dtype ? sample : sample.to(device, dtype)
         let context = try context.dtype == dtype ? context : context.to(device, dtype)
@@ -117,6 +133,13 @@ public struct UNet3DConditionModel: Sendable {
         let emb = try timeLinear2(timeLinear1(features).activation(.silu))
         record?("act.time_embedding", emb)
         let step = UNetStep(embedding: try emb.activation(.silu), context: context, frames: shape[2])
+        let finalLayer = upBlocks.last!.layers.last!
+        if let cache, let hidden = cache.hidden, index % cache.interval != 0 {
+            cache.cachedSteps += 1
+            let h = try finalLayer(Tensor.cat([hidden, convIn(sample)], dim: 1), step)
+            return try convOut(normOut(h).activation(.silu))
+        }
+        cache?.fullSteps += 1
         var h = try convIn(sample)
         var skips = [h]
         for (i, block) in downBlocks.enumerated() {
@@ -130,7 +153,10 @@ public struct UNet3DConditionModel: Sendable {
         h = try mid.2(mid.1(mid.0(h, step), step), step)
         record?("act.mid_block", h)
         for (i, block) in upBlocks.enumerated() {
-            for layer in block.layers { h = try layer(Tensor.cat([h, skips.removeLast()], dim: 1), step) }
+            for layer in block.layers {
+                if layer === finalLayer { cache?.hidden = h }
+                h = try layer(Tensor.cat([h, skips.removeLast()], dim: 1), step)
+            }
             if let conv = block.resample { h = try conv(Functional.upsampleNearest(h, factors: [1, 2, 2])) }
             record?("act.up_blocks.\(i)", h)
         }

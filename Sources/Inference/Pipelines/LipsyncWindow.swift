@@ -8,9 +8,12 @@ public struct LipsyncWindow: Sendable {
     public let scheduler: DDIMScheduler
     public let guidance: Double
     public let device: Device
+    /// DeepCache's interval (nil: every step runs the whole U-Net).
+    public let deepCache: Int?
 
-    public init(unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: DDIMScheduler, guidance: Double = 1.5, device: Device = .cpu) {
-        self.unet = unet; self.vae = vae; self.scheduler = scheduler; self.guidance = guidance; self.device = device
+    public init(unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: DDIMScheduler, guidance: Double = 1.5, device: Device = .cpu,
+                deepCache: Int? = nil) {
+        self.unet = unet; self.vae = vae; self.scheduler = scheduler; self.guidance = guidance; self.device = device; self.deepCache = deepCache
     }
 
     /// The mask as the pipeline uses it: per pixel of the R×R face, 1 = keep the original, 0 = generate.
@@ -73,9 +76,10 @@ public struct LipsyncWindow: Sendable {
         var current = try Tensor(Array((0..<4).flatMap { c in (0..<n).flatMap { _ in noise[(c * h * h)..<((c + 1) * h * h)] } }),
                                  shape: [1, 4, n, h, h], device: device)
         trace?.pointee.latents.append(current)
-        for t in scheduler.timesteps {
+        let cache = deepCache.map { UNet3DConditionModel.DeepCache(interval: $0) }
+        for (index, t) in scheduler.timesteps.enumerated() {
             let input = try Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1)
-            let prediction = try unet(input, timestep: t, context: context)
+            let prediction = try unet(input, timestep: t, context: context, cache: cache, step: index)
             if trace?.pointee.firstNoisePrediction == nil { trace?.pointee.firstNoisePrediction = prediction }
             let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: guidance)
             current = try scheduler.step(guided, at: t, sample: current).previous
