@@ -106,4 +106,59 @@ import Testing
         }
         #expect(throws: TorchError.self) { try TorchBackend.load("/nonexistent/libpipelined_torch.so") }
     }
+
+    /// Execution control on the CPU backend: scopes return their body's value and nest; autocast
+    /// leaves CPU tensors in float32 and refuses a non-half type; CUDA-only facilities say so.
+    @Test func executionControlsOnTheCPU() throws {
+        let backend = try TorchBackend.shared()
+        let x = try Tensor([1, -2, 3, -4], shape: [2, 2])
+        let y = try backend.inferenceMode { try backend.noGrad { try x.relu() } }
+        #expect(try y.floats() == [1, 0, 3, 0])
+        let z = try backend.autocast(.float16) { try x.matmul(x) }
+        let product = try z.floats()
+        #expect(z.dtype == .float32 && product == [-5, 6, -9, 10])
+        #expect(throws: TorchError.self) { try backend.autocast(.float32) { 0 } }
+        #expect(try backend.memoryStats(.cpu) == nil)
+        try backend.synchronize(.cpu)
+        try backend.manualSeed(42)
+        try backend.cudnnBenchmark(false)
+        try backend.allowTF32(matmul: false, convolution: true)
+        if !backend.builtWithCUDA { #expect(throws: TorchError.self) { try backend.memoryStats(.cuda(0)) } }
+        #expect(x.device == .cpu)
+        // Half-precision weights: values round to float16 and results come back as float32 on the host.
+        let half = try x.to(.cpu, .float16)
+        let halfValues = try half.floats()
+        #expect(half.dtype == .float16 && halfValues == [1, -2, 3, -4])
+    }
+
+    /// The operations StableSyncNet, hyperIQA and the generator add, against their definitions.
+    @Test func normsAttentionAndShapeOperationsMatchTheirDefinitions() throws {
+        let values: [Float] = (0..<24).map { Float($0 % 7) - 3 }
+        let x = try Tensor(values, shape: [1, 4, 2, 3])
+        // GroupNorm with 2 groups: each group (2 channels × 6 values) to mean 0, variance 1.
+        let g = try Functional.groupNorm(x, groups: 2, weight: nil, bias: nil, eps: 0).floats()
+        for group in 0..<2 {
+            let part = Array(values[(group * 12)..<((group + 1) * 12)]), out = Array(g[(group * 12)..<((group + 1) * 12)])
+            let mean = part.reduce(0, +) / 12, variance = part.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 12
+            #expect(Self.close(out, part.map { ($0 - mean) / variance.squareRoot() }, 1e-4))
+        }
+        // Attention: one query against two keys.
+        let q = try Tensor([1, 0], shape: [1, 1, 2]), k = try Tensor([1, 0, 0, 1], shape: [1, 2, 2]), v = try Tensor([10, 20], shape: [1, 2, 1])
+        let a = try Functional.attention(q: q, k: k, v: v).floats()
+        let w0 = exp(Float(1) / Float(2).squareRoot()), w1: Float = 1
+        #expect(Self.close(a, [(10 * w0 + 20 * w1) / (w0 + w1)], 1e-5))
+        // Padding (left 1, right 0, top 0, bottom 1), nearest upsampling, narrowing, permuting, concatenation, clamping, reductions.
+        let small = try Tensor([1, 2, 3, 4], shape: [1, 1, 2, 2])
+        #expect(try Functional.pad(small, [1, 0, 0, 1]).floats() == [0, 1, 2, 0, 3, 4, 0, 0, 0])
+        #expect(try Functional.upsampleNearest(small, factors: [2, 2]).floats() == [1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4])
+        #expect(try small.narrowed(3, 1..<2).floats() == [2, 4])
+        #expect(try small.permuted([0, 1, 3, 2]).floats() == [1, 3, 2, 4])
+        #expect(try Tensor.cat([small, small], dim: 2).shape == [1, 1, 4, 2])
+        #expect(try small.clamped(2, 3).floats() == [2, 2, 3, 3])
+        #expect(try small.mean([2, 3]).floats() == [2.5])
+        #expect(try small.sum([3]).floats() == [3, 7])
+        #expect(Self.close(try Functional.normalize(Tensor([3, 4], shape: [1, 2]), dim: 1).floats(), [0.6, 0.8]))
+        #expect(Self.close(try small.activation(.sigmoid).floats(), [1, 2, 3, 4].map { 1 / (1 + exp(-$0)) }))
+        #expect(Self.close(try Functional.avgPool(small, kernel: [2, 2], stride: [2, 2]).floats(), [2.5]))
+    }
 }
