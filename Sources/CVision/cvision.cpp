@@ -101,3 +101,14 @@ int cvision_detect_faces(cvision_face_detector *detector, const uint8_t *rgb, in
 }
 
 } // extern "C"
+
+void cvision_blend(uint8_t *dst, const uint8_t *src, const uint8_t *mask, int64_t pixels) {
+    for (int64_t i = 0; i < pixels; ++i) {
+        const int m = mask[3 * i];
+        if (m == 0) continue;
+        for (int c = 0; c < 3; ++c) {
+            const int64_t p = 3 * i + c;
+            dst[p] = uint8_t((m * src[p] + (255 - m) * dst[p]) / 255);
+        }
+    }
+}

@@ -125,6 +125,16 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/pipelined.sqlite").path), "failed before any work")
     }
 
+    /// `infer` without its model files names each file it needs and exits 1 before reading anything.
+    @Test func inferWithoutModelFilesSaysWhatItNeeds() throws {
+        let r = try CLI.run(["infer", "--video", "/nonexistent/in.mp4", "--audio", "/nonexistent/a.wav", "--out", "/tmp/never.mp4"])
+        #expect(r.status == 1, "\(r.stderr)")
+        for needed in ["--unet", "latentsync_unet.pt", "--vae", "--whisper", "tiny.pt", "--mask", "mask.png"] {
+            #expect(r.stderr.contains(needed), "\(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never.mp4"))
+    }
+
     @Test func badConfigurationAndUsageAreClearErrors() throws {
         let root = try Self.smallInput()
         defer { try? FileManager.default.removeItem(at: root) }

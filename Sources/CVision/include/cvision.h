@@ -21,6 +21,10 @@ int cvision_warp_affine_lanczos(const uint8_t *src, int width, int height, int s
 
 /// cv::resize(src, dst, (dw, dh), 0, 0, interpolation) with OpenCV's codes (1 = INTER_LINEAR,
 /// 3 = INTER_AREA, 4 = INTER_LANCZOS4).
+/// dst = (mask · src + (255 − mask) · dst) / 255 per channel, for packed 3-channel images of n pixels
+/// and a packed 3-channel mask whose first channel is used (integer arithmetic, truncating).
+void cvision_blend(uint8_t *dst, const uint8_t *src, const uint8_t *mask, int64_t pixels);
+
 int cvision_resize(const uint8_t *src, int width, int height, int stride, int channels,
                    uint8_t *dst, int dst_width, int dst_height, int dst_stride, int interpolation);
 

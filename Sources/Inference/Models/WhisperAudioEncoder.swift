@@ -8,6 +8,9 @@ import Glibc
 public struct WhisperAudioEncoder: Sendable {
     public struct Dimensions: Sendable, Equatable {
         public var melBands: Int, contextFrames: Int, width: Int, heads: Int, layers: Int
+        public init(melBands: Int, contextFrames: Int, width: Int, heads: Int, layers: Int) {
+            self.melBands = melBands; self.contextFrames = contextFrames; self.width = width; self.heads = heads; self.layers = layers
+        }
         /// Whisper tiny: 80 mel bands, 1500 frames, 384 wide, 6 heads, 4 layers.
         public static let tiny = Dimensions(melBands: 80, contextFrames: 1500, width: 384, heads: 6, layers: 4)
     }
