@@ -31,8 +31,8 @@ extension SyncNetV2 {
             let range = start..<min(windows, start + batch)
             let im = try forwardLip(Tensor(Self.lipWindows(frames, frameCount: frameCount, range), shape: [range.count, 3, 5, 224, 224], device: device)).floats()
             let cc = try forwardAudio(Tensor(Self.audioWindows(mfcc, columns: mfccColumns, range), shape: [range.count, 1, 13, 20], device: device)).floats()
-            lipEmbeddings += Self.rows(im, width: 1024)
-            audioEmbeddings += Self.rows(cc, width: 1024)
+            lipEmbeddings += im.rows(width: 1024)
+            audioEmbeddings += cc.rows(width: 1024)
         }
         return Self.evaluate(lipEmbeddings: lipEmbeddings, audioEmbeddings: audioEmbeddings, vshift: vshift)
     }
@@ -58,10 +58,6 @@ extension SyncNetV2 {
         var audio = [Float](); audio.reserveCapacity(range.count * 13 * 20)
         for v in range { for r in 0..<13 { audio += mfcc[(r * columns + 4 * v)..<(r * columns + 4 * v + 20)] } }
         return audio
-    }
-
-    public static func rows(_ values: [Float], width: Int) -> [[Float]] {
-        (0..<(values.count / width)).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
     }
 
     /// The offset search on per-window embeddings (row v: window v).

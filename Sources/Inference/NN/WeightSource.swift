@@ -90,12 +90,12 @@ public final class ShapeRecorder {
 /// same seed gives the same model. Keeps what it generated when asked, so a test can save it as a
 /// checkpoint in a reference format.
 public final class RandomWeights {
-    private var state: UInt64
+    private var generator: SeededGenerator
     private let keeping: Bool
     public private(set) var generated: [String: HostTensor] = [:]
 
     public init(seed: UInt64, keep: Bool = false) {
-        state = seed &* 0x9E37_79B9_7F4A_7C15 | 1; keeping = keep
+        generator = SeededGenerator(seed: seed); keeping = keep
     }
 
     /// Overrides for specific keys (e.g. a positional table), applied instead of random values.
@@ -119,11 +119,6 @@ public final class RandomWeights {
     }
 
     private func uniform(_ n: Int, bound: Float) -> [Float] {
-        (0..<n).map { _ in
-            // xorshift64*: fast, and deterministic across platforms.
-            state ^= state >> 12; state ^= state << 25; state ^= state >> 27
-            let bits = (state &* 0x2545_F491_4F6C_DD1D) >> 40
-            return (Float(bits) / Float(1 << 24) * 2 - 1) * bound
-        }
+        (0..<n).map { _ in generator.symmetricUnit() * bound }
     }
 }

@@ -96,7 +96,8 @@ public struct LipsyncGenerator {
         let restore = FaceRestore(template: AlignmentTemplate(resolution: r))
         let window = LipsyncWindow(unet: models.unet, vae: models.vae, scheduler: DDIMScheduler(steps: options.steps), guidance: options.guidance,
                                    device: device, deepCache: options.deepCache)
-        let noise = Self.gaussian(count: 4 * (r / 8) * (r / 8), seed: options.seed)
+        var random = SeededGenerator(seed: options.seed)
+        let noise = random.gaussians(4 * (r / 8) * (r / 8))
         let grey = [UInt8](repeating: 127, count: r * r * 3)
         var faceless = 0, windows = 0
         do {
@@ -138,16 +139,6 @@ public struct LipsyncGenerator {
         guard let image = try ClipFrames.read(path, indices: [0])[0] else { throw GeneratorError.tooShort("\(path) has no image") }
         let resized = image.width == size && image.height == size ? image : try image.resized(width: size, height: size, interpolation: .lanczos4)
         return LipsyncWindow.Mask(u8: stride(from: 0, to: resized.pixels.count, by: 3).map { resized.pixels[$0] }, size: size)
-    }
-
-    /// Standard normal values from a seeded generator (Box–Muller over xorshift; not torch's stream).
-    static func gaussian(count: Int, seed: UInt64) -> [Float] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        func uniform() -> Double {
-            state ^= state >> 12; state ^= state << 25; state ^= state >> 27
-            return (Double((state &* 0x2545_F491_4F6C_DD1D) >> 11) + 0.5) / Double(1 << 53)
-        }
-        return (0..<count).map { _ in Float((-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform())) }
     }
 }
 

@@ -43,8 +43,9 @@ struct StableSyncNetSync: SyncMethod {
         guard n >= needed else { throw SyncMethodError.tooShort(frames: n, needed: needed) }
         guard clip.audio.count == n * 640 else { throw SyncMethodError.audioLength(samples: clip.audio.count, expected: n * 640) }
         let mel = try MelSpectrogram().spectrogram(clip.audio)
-        let audioStarts = Array(0...(n - w)).filter { MelSpectrogram.window(mel, startFrame: $0) != nil }
-        let lastAudio = audioStarts.last ?? -1
+        // Every audio window the clip has (the mel runs out a little before the last frames), computed once.
+        let audioWindows = (0...(n - w)).compactMap { s in MelSpectrogram.window(mel, startFrame: s).map { (start: s, mel: $0) } }
+        let lastAudio = audioWindows.last?.start ?? -1
         let visualStarts = Array(Swift.stride(from: search, through: min(n - w, lastAudio) - search, by: stride))
         guard !visualStarts.isEmpty else { throw SyncMethodError.tooShort(frames: n, needed: needed) }
 
@@ -55,13 +56,13 @@ struct StableSyncNetSync: SyncMethod {
             var input = [Float](); input.reserveCapacity(chunk.count * w * 3 * 128 * 256)
             for s in chunk { for t in s..<(s + w) { input += halves[t] } }
             let out = try visual.run(input, rows: chunk.count)
-            visualRows += SyncNetV2.rows(out, width: out.count / chunk.count)
+            visualRows += out.rows(width: out.count / chunk.count)
         }
         var audioRows: [Int: [Float]] = [:]
-        for chunk in audioStarts.chunked(4 * Self.chunk) {
-            let input = chunk.flatMap { MelSpectrogram.window(mel, startFrame: $0)!.flatMap { $0.map(Float.init) } }
+        for chunk in audioWindows.chunked(4 * Self.chunk) {
+            let input = chunk.flatMap { $0.mel.flatMap { $0.map(Float.init) } }
             let out = try audio.run(input, rows: chunk.count)
-            for (a, row) in zip(chunk, SyncNetV2.rows(out, width: out.count / chunk.count)) { audioRows[a] = row }
+            for (window, row) in zip(chunk, out.rows(width: out.count / chunk.count)) { audioRows[window.start] = row }
         }
         // Offsets −search…+search; positive: the audio leads, so frame s matches audio window s − offset.
         let offsets = Array(-search...search)
@@ -87,10 +88,4 @@ struct StableSyncNetSync: SyncMethod {
         return out
     }
 
-}
-
-extension Array {
-    func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        Swift.stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
-    }
 }

@@ -61,8 +61,8 @@ struct SyncNetV2Sync: SyncMethod {
         var lipEmbeddings: [[Float]] = [], audioEmbeddings: [[Float]] = []
         for start in Swift.stride(from: 0, to: windows, by: Self.chunk) {
             let range = start..<min(windows, start + Self.chunk)
-            lipEmbeddings += SyncNetV2.rows(try lip.run(SyncNetV2.lipWindows(frames, frameCount: n, range), rows: range.count), width: 1024)
-            audioEmbeddings += SyncNetV2.rows(try audio.run(SyncNetV2.audioWindows(mfcc, columns: coefficients.count, range), rows: range.count), width: 1024)
+            lipEmbeddings += try lip.run(SyncNetV2.lipWindows(frames, frameCount: n, range), rows: range.count).rows(width: 1024)
+            audioEmbeddings += try audio.run(SyncNetV2.audioWindows(mfcc, columns: coefficients.count, range), rows: range.count).rows(width: 1024)
         }
         let result = SyncNetV2.evaluate(lipEmbeddings: lipEmbeddings, audioEmbeddings: audioEmbeddings, vshift: search)
         // meanDistances[k] is offset search − k; scores run from −search to +search.
