@@ -10,5 +10,7 @@ if [ -n "${1:-}" ]; then prefix=("-DCMAKE_PREFIX_PATH=$1"); fi
 cmake -S backend/torch -B .build/torch-backend-build -DCMAKE_BUILD_TYPE=Release ${prefix[@]+"${prefix[@]}"} >/dev/null
 cmake --build .build/torch-backend-build -j "$(nproc)" >&2
 mkdir -p .build/torch-backend
-cp .build/torch-backend-build/libpipelined_torch.so .build/torch-backend/libpipelined_torch.so
+# Through a temporary and a rename: a process that has the old library mapped keeps it intact.
+cp .build/torch-backend-build/libpipelined_torch.so .build/torch-backend/libpipelined_torch.so.tmp
+mv -f .build/torch-backend/libpipelined_torch.so.tmp .build/torch-backend/libpipelined_torch.so
 echo "torch backend: $(pwd)/.build/torch-backend/libpipelined_torch.so" >&2

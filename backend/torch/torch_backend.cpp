@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -88,12 +90,28 @@ void give(at::Tensor value, pd_tensor **out) {
     *out = new pd_tensor{std::move(value)};
 }
 
+// The tensors behind `count` handles (sharing storage: in-place updates reach the caller's tensors).
+std::vector<at::Tensor> tensors(pd_tensor *const *handles, int32_t count, const char *what) {
+    if (count < 0 || (count > 0 && !handles)) throw std::invalid_argument(std::string("bad tensor list for ") + what);
+    std::vector<at::Tensor> out;
+    out.reserve(size_t(count));
+    for (int32_t i = 0; i < count; ++i) out.push_back(get(handles[i], what));
+    return out;
+}
+
 at::IntArrayRef dims(const int64_t *values, int32_t n) {
     if (n < 0 || (n > 0 && !values)) throw std::invalid_argument("bad dimension list");
     return at::IntArrayRef(values, size_t(n));
 }
 
 #define PD_TORCH_AT_LEAST(major, minor) (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// Multi-tensor (foreach) kernels need every tensor on one CUDA device.
+bool all_on_one_cuda_device(const std::vector<at::Tensor> &ts) {
+    if (ts.empty() || !ts[0].is_cuda()) return false;
+    const auto d = ts[0].device();
+    return std::all_of(ts.begin(), ts.end(), [&](const at::Tensor &t) { return t.device() == d && t.scalar_type() == ts[0].scalar_type(); });
+}
 
 // Autograd and autocast modes are thread-local RAII objects in libtorch; the ABI hands them out as
 // heap objects so that Swift can scope them (enter and leave on one thread, LIFO).
@@ -185,8 +203,10 @@ const pd_torch_api api = {
         return guarded([&] {
             if (!data) throw std::invalid_argument("null data");
             auto sizes = dims(shape, ndim);
-            auto cpu = at::from_blob(const_cast<void *>(data), sizes, at::TensorOptions().dtype(scalar(dtype))).clone();
-            give(cpu.to(device(kind, index)), out);
+            auto host = at::from_blob(const_cast<void *>(data), sizes, at::TensorOptions().dtype(scalar(dtype)));
+            // The caller's buffer is only borrowed: CPU tensors get their own copy; for CUDA the (synchronous,
+            // pageable) upload is that copy, so a second one on the host would only cost time.
+            give(kind == PD_CPU ? host.clone() : host.to(device(kind, index), /*non_blocking=*/false, /*copy=*/true), out);
         });
     },
     /* to_host */ [](const pd_tensor *t, pd_dtype dtype, void *dst, int64_t capacity) {
@@ -409,6 +429,151 @@ const pd_torch_api api = {
         });
     },
     /* set_cudnn_benchmark */ [](int32_t enabled) { return guarded([&] { at::globalContext().setBenchmarkCuDNN(enabled != 0); }); },
+    /* set_requires_grad */ [](pd_tensor *t, int32_t flag) {
+        return guarded([&] {
+            if (!t) throw std::invalid_argument("null tensor for set_requires_grad");
+            t->value.requires_grad_(flag != 0);
+        });
+    },
+    /* backward */ [](const pd_tensor *loss) { return guarded([&] { get(loss, "backward").backward(); }); },
+    /* grad */ [](const pd_tensor *t, pd_tensor **out) {
+        return guarded([&] {
+            if (!out) throw std::invalid_argument("null output");
+            const auto &g = get(t, "grad").grad();
+            *out = g.defined() ? new pd_tensor{g} : nullptr;
+        });
+    },
+    /* clear_grads */ [](pd_tensor *const *ts, int32_t count) {
+        return guarded([&] {
+            for (auto &p : tensors(ts, count, "clear_grads")) p.mutable_grad().reset();
+        });
+    },
+    /* copy_into */ [](pd_tensor *dst, const pd_tensor *src) {
+        return guarded([&] {
+            if (!dst) throw std::invalid_argument("null tensor for copy_into");
+            at::NoGradGuard no_grad;
+            dst->value.copy_(get(src, "copy_into"));
+        });
+    },
+    /* zeros_like */ [](const pd_tensor *t, pd_tensor **out) {
+        return guarded([&] { give(at::zeros_like(get(t, "zeros_like"), at::MemoryFormat::Contiguous), out); });
+    },
+    /* binary_cross_entropy */ [](const pd_tensor *x, const pd_tensor *y, pd_tensor **out) {
+        return guarded([&] {
+            // Autocast bans BCE on CUDA (unsafe in half precision); the reference computes it in float32.
+            c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKeySet({c10::DispatchKey::AutocastCUDA, c10::DispatchKey::AutocastCPU}));
+            give(at::binary_cross_entropy(get(x, "binary_cross_entropy").to(at::kFloat), get(y, "binary_cross_entropy").to(at::kFloat)), out);
+        });
+    },
+    /* scale_grads */ [](pd_tensor *const *params, int32_t count, double scale, int32_t *found_nonfinite) {
+        return guarded([&] {
+            at::NoGradGuard no_grad;
+            std::vector<at::Tensor> grads;
+            for (auto &p : tensors(params, count, "scale_grads"))
+                if (p.grad().defined()) grads.push_back(p.mutable_grad());
+            bool nonfinite = false;
+            if (!grads.empty() && all_on_one_cuda_device(grads)) {
+                // GradScaler's own kernel: unscale and check every gradient in a few launches.
+                auto found = at::zeros({1}, grads[0].options().dtype(at::kFloat));
+                auto inverse = at::full({1}, scale, grads[0].options().dtype(at::kFloat));
+                at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inverse);
+                nonfinite = found.item<float>() != 0;
+            } else {
+                // One flag per device, read once at the end: a host round trip per gradient would stall a GPU.
+                std::vector<at::Tensor> flags;
+                for (auto &g : grads) {
+                    if (scale != 1.0) g.mul_(scale);
+                    const auto bad = at::isfinite(g).logical_not().any();
+                    auto same = std::find_if(flags.begin(), flags.end(), [&](const at::Tensor &f) { return f.device() == bad.device(); });
+                    if (same == flags.end()) flags.push_back(bad); else same->logical_or_(bad);
+                }
+                for (auto &f : flags) nonfinite = nonfinite || f.item<bool>();
+            }
+            if (found_nonfinite) *found_nonfinite = nonfinite ? 1 : 0;
+        });
+    },
+    /* clip_grad_norm */ [](pd_tensor *const *params, int32_t count, double max_norm, double *total_norm) {
+        return guarded([&] {
+            at::NoGradGuard no_grad;
+            std::vector<at::Tensor> grads;
+            for (auto &p : tensors(params, count, "clip_grad_norm"))
+                if (p.grad().defined()) grads.push_back(p.mutable_grad());
+            if (grads.empty()) { if (total_norm) *total_norm = 0; return; }
+            const auto where = grads[0].device();
+#if PD_TORCH_AT_LEAST(2, 1)
+            if (all_on_one_cuda_device(grads)) {
+                // Multi-tensor kernels, as torch.nn.utils.clip_grad_norm_ uses by default on CUDA.
+                const auto total = at::norm(at::stack(at::_foreach_norm(grads, 2)), 2);
+                const auto coefficient = at::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+                at::_foreach_mul_(grads, coefficient);
+                if (total_norm) *total_norm = total.item<double>();
+                return;
+            }
+#endif
+            std::vector<at::Tensor> norms;
+            for (auto &g : grads) norms.push_back(at::norm(g.to(at::kFloat), 2).to(where));
+            const auto total = at::norm(at::stack(norms), 2);
+            // As clip_grad_norm_: always multiply by the clamped coefficient (no host round trip decides it).
+            const auto coefficient = at::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+            for (auto &g : grads) g.mul_(coefficient.to(g.device()).to(g.scalar_type()));
+            if (total_norm) *total_norm = total.item<double>();
+        });
+    },
+    /* adamw_step */ [](pd_tensor *const *params, pd_tensor *const *exp_avg, pd_tensor *const *exp_avg_sq, int32_t count,
+                        int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay) {
+        return guarded([&] {
+            if (step < 1) throw std::invalid_argument("AdamW steps count from 1");
+            at::NoGradGuard no_grad;
+            auto ps = tensors(params, count, "adamw_step");
+            auto ms = tensors(exp_avg, count, "adamw_step exp_avg");
+            auto vs = tensors(exp_avg_sq, count, "adamw_step exp_avg_sq");
+            // torch.optim.AdamW's single-tensor algorithm, in its order of operations.
+            const double bias1 = 1 - std::pow(beta1, double(step));
+            const double bias2 = 1 - std::pow(beta2, double(step));
+            const double step_size = lr / bias1;
+            const double bias2_sqrt = std::sqrt(bias2);
+            std::vector<at::Tensor> p_, g_, m_, v_;
+            for (int32_t i = 0; i < count; ++i) {
+                if (!ps[i].grad().defined()) continue;
+                p_.push_back(ps[i]); g_.push_back(ps[i].grad()); m_.push_back(ms[i]); v_.push_back(vs[i]);
+            }
+            if (p_.empty()) return;
+#if PD_TORCH_AT_LEAST(2, 1)
+            if (all_on_one_cuda_device(p_)) {
+                // The same arithmetic with multi-tensor kernels (torch.optim.AdamW's default `foreach` path on CUDA).
+                at::_foreach_mul_(p_, 1 - lr * weight_decay);
+                at::_foreach_lerp_(m_, g_, 1 - beta1);
+                at::_foreach_mul_(v_, beta2);
+                at::_foreach_addcmul_(v_, g_, g_, 1 - beta2);
+                auto denom = at::_foreach_sqrt(v_);
+                at::_foreach_div_(denom, bias2_sqrt);
+                at::_foreach_add_(denom, eps);
+                at::_foreach_addcdiv_(p_, m_, denom, -step_size);
+                return;
+            }
+#endif
+            for (size_t i = 0; i < p_.size(); ++i) {
+                auto &p = p_[i];
+                const auto &g = g_[i];
+                p.mul_(1 - lr * weight_decay);
+                m_[i].lerp_(g, 1 - beta1);
+                v_[i].mul_(beta2).addcmul_(g, g, 1 - beta2);
+                const auto denom = (v_[i].sqrt() / bias2_sqrt).add_(eps);
+                p.addcdiv_(m_[i], denom, -step_size);
+            }
+        });
+    },
+    /* mean_across */ [](pd_tensor *const *ts, int32_t count) {
+        return guarded([&] {
+            at::NoGradGuard no_grad;
+            auto xs = tensors(ts, count, "mean_across");
+            if (xs.size() < 2) return;
+            auto sum = xs[0].clone();
+            for (size_t i = 1; i < xs.size(); ++i) sum.add_(xs[i].to(sum.device()));
+            sum.div_(double(xs.size()));
+            for (auto &x : xs) x.copy_(sum);
+        });
+    },
 };
 } // namespace
 

@@ -125,6 +125,36 @@ typedef struct pd_torch_api {
     int32_t (*device_of)(const pd_tensor *t, int32_t *kind, int32_t *index);
     /// cuDNN autotuning of convolution algorithms per input shape (`torch.backends.cudnn.benchmark`).
     int32_t (*set_cudnn_benchmark)(int32_t enabled);
+
+    // --- Appended for training (autograd, optimiser, data parallelism) ---------------------------
+    /// Marks a leaf tensor as a parameter whose gradient autograd accumulates (`requires_grad_`).
+    int32_t (*set_requires_grad)(pd_tensor *t, int32_t flag);
+    /// Back-propagates from a scalar `loss`; gradients accumulate into the leaves' `.grad`.
+    int32_t (*backward)(const pd_tensor *loss);
+    /// The accumulated gradient of a leaf (sharing its storage), or *out = NULL when it has none.
+    int32_t (*grad)(const pd_tensor *t, pd_tensor **out);
+    /// Drops the gradients of `count` tensors (`zero_grad(set_to_none=True)`).
+    int32_t (*clear_grads)(pd_tensor *const *ts, int32_t count);
+    /// Copies `src` into `dst` in place (equal shapes; dtype and device converted), outside autograd.
+    int32_t (*copy_into)(pd_tensor *dst, const pd_tensor *src);
+    /// Zeros shaped, typed and placed like `t`.
+    int32_t (*zeros_like)(const pd_tensor *t, pd_tensor **out);
+    /// Mean binary cross-entropy of probabilities `x` against targets `y` (`F.binary_cross_entropy`), computed in
+    /// float32 with autocast excluded (autocast refuses it on CUDA), differentiable in `x`.
+    int32_t (*binary_cross_entropy)(const pd_tensor *x, const pd_tensor *y, pd_tensor **out);
+    /// Multiplies the gradients of `count` parameters by `scale` (loss-scale removal) and reports whether any of
+    /// them holds an infinity or NaN (GradScaler.unscale_). Parameters without a gradient are skipped.
+    int32_t (*scale_grads)(pd_tensor *const *params, int32_t count, double scale, int32_t *found_nonfinite);
+    /// `clip_grad_norm_`: the 2-norm of all gradients together into *total_norm, then every gradient multiplied by
+    /// min(1, max_norm / (total + 1e-6)).
+    int32_t (*clip_grad_norm)(pd_tensor *const *params, int32_t count, double max_norm, double *total_norm);
+    /// One `torch.optim.AdamW` step (decoupled weight decay, bias correction; `step` counts from 1) over `count`
+    /// parameters with their first/second moment buffers. Parameters without a gradient are left alone.
+    int32_t (*adamw_step)(pd_tensor *const *params, pd_tensor *const *exp_avg, pd_tensor *const *exp_avg_sq, int32_t count,
+                          int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay);
+    /// In-process all-reduce for data parallelism: `count` same-shaped tensors (one per replica, on any devices)
+    /// each replaced by their mean, summed on the first one's device.
+    int32_t (*mean_across)(pd_tensor *const *ts, int32_t count);
 } pd_torch_api;
 
 /// `activation` kinds (values are part of the ABI).

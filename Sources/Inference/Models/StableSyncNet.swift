@@ -13,6 +13,11 @@ public struct StableSyncNet: Sendable {
     public struct Config: Sendable, Equatable, Codable {
         public var audio: Tower
         public var visual: Tower
+        /// The aligned-face size whose lower half the visual tower sees (`resolution` in the reference's
+        /// data config); nil means 256, the released model's.
+        public var resolution: Int?
+
+        public var inputResolution: Int { resolution ?? 256 }
 
         public struct Tower: Sendable, Equatable, Codable {
             public var inChannels: Int
@@ -87,7 +92,7 @@ public struct StableSyncNet: Sendable {
 
         public func json() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
 
-        public init(audio: Tower, visual: Tower) { self.audio = audio; self.visual = visual }
+        public init(audio: Tower, visual: Tower, resolution: Int? = nil) { self.audio = audio; self.visual = visual; self.resolution = resolution }
 
         /// `configs/syncnet/syncnet_16_pixel_attn.yaml`, the configuration of the released `stable_syncnet.pt`.
         public static let syncnet16PixelAttention = Config(

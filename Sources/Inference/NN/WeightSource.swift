@@ -30,13 +30,18 @@ public struct WeightSource {
     /// model entirely in half precision, as LatentSync runs its U-Net on CUDA).
     public let dtype: DType
     public let backend: TorchBackend
+    /// Receives every tensor handed out, by key (training needs the model's parameters as a list).
+    public let collector: ParameterCollector?
 
-    public init(_ loader: StrictLoader, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil) throws {
-        try self.init(.checkpoint(loader), device: device, dtype: dtype, backend: backend)
+    public init(_ loader: StrictLoader, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil,
+                collector: ParameterCollector? = nil) throws {
+        try self.init(.checkpoint(loader), device: device, dtype: dtype, backend: backend, collector: collector)
     }
 
-    public init(_ origin: Origin, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil) throws {
+    public init(_ origin: Origin, device: Device = .cpu, dtype: DType = .float32, backend: TorchBackend? = nil,
+                collector: ParameterCollector? = nil) throws {
         self.origin = origin; self.device = device; self.dtype = dtype; self.backend = try backend ?? TorchBackend.shared()
+        self.collector = collector
     }
 
     private func placed(_ values: [Float], _ shape: [Int]) throws -> Tensor {
@@ -49,16 +54,51 @@ public struct WeightSource {
 
     /// The weight at `path` with `shape`, as float32 on the device (F16/BF16 widen exactly).
     public func tensor(_ path: WeightPath, shape: [Int], role: Role) throws -> Tensor {
+        let made: Tensor
         switch origin {
         case let .checkpoint(loader):
             let host = try loader.take(path, shape: shape, isBuffer: role.isBuffer)
-            return try placed(host.floats(), shape)
+            made = try placed(host.floats(), shape)
         case let .random(generator):
-            return try placed(generator.values(path, shape: shape, role: role), shape)
+            made = try placed(generator.values(path, shape: shape, role: role), shape)
         case let .shapes(recorder):
             recorder.record(path, shape: shape, role: role)
             return try recorder.placeholder(backend)
         }
+        collector?.add(path.key, made, isBuffer: role.isBuffer)
+        return made
+    }
+}
+
+/// The tensors a model was built with, in creation order (the state dict's order), keyed as in the
+/// state dict: the parameter list an optimiser updates in place and a checkpoint saves.
+public final class ParameterCollector: @unchecked Sendable {
+    // @unchecked: filled while one thread builds a model, read-only afterwards.
+    public private(set) var keys: [String] = []
+    public private(set) var tensors: [Tensor] = []
+    public private(set) var bufferKeys: Set<String> = []
+
+    public init() {}
+
+    func add(_ key: String, _ tensor: Tensor, isBuffer: Bool) {
+        precondition(!keys.contains(key), "\(key) created twice")
+        keys.append(key); tensors.append(tensor)
+        if isBuffer { bufferKeys.insert(key) }
+    }
+
+    /// The trainable tensors (buffers such as running statistics excluded).
+    public var parameters: [Tensor] { zip(keys, tensors).filter { !bufferKeys.contains($0.0) }.map(\.1) }
+
+    /// Elements of the trainable tensors.
+    public func parameterCount() throws -> Int {
+        try zip(keys, tensors).filter { !bufferKeys.contains($0.0) }.reduce(0) { $0 + (try $1.1.shape.reduce(1, *)) }
+    }
+
+    /// Every tensor as float32 on the host, by key (a checkpoint's content).
+    public func state() throws -> [String: HostTensor] {
+        var out: [String: HostTensor] = [:]
+        for (key, tensor) in zip(keys, tensors) { out[key] = try HostTensor(tensor.floats(), shape: tensor.shape) }
+        return out
     }
 }
 
