@@ -12,6 +12,11 @@
 //       hyperIQA scoring (64 clips × 3 frames per batch) at random weights; prints one JSON line per
 //       model: clips/s, seconds per batch, peak CUDA memory. Benchmarks/ModelBenchmark/run.sh runs the
 //       same in PyTorch eagerly and prints the ratios.
+//   InferenceCheck bench-train [--device D | --devices cuda:0,cuda:1] [--dtype float32|float16|bfloat16] [--batch 256 per device] [--accumulation 1] [--steps 10]
+//       Training steps of the reference StableSyncNet (syncnet_16_pixel_attn, 401 M parameters) with
+//       LatentSync's recipe (BCE on the cosine, AdamW, clipping 1.0, autocast + loss scaling) on a
+//       random batch copied from the host every step; one JSON line: step time, samples/s, peak memory.
+//       train_baseline.py is the same step in PyTorch.
 // FoundationEssentials rather than Foundation: no ICU, so the static binary stays small to carry.
 import FoundationEssentials
 import Glibc
@@ -23,7 +28,7 @@ func option(_ name: String, _ fallback: String) -> String {
     guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return fallback }
     return arguments[i + 1]
 }
-guard let mode = arguments.first, ["parity", "bench", "bench-generator"].contains(mode), mode != "parity" || arguments.count >= 2 else {
+guard let mode = arguments.first, ["parity", "bench", "bench-generator", "bench-train"].contains(mode), mode != "parity" || arguments.count >= 2 else {
     printError("usage: InferenceCheck parity GOLDEN_DIR [--device D] [--models a,b] | bench [--device D] [--dtype T] [--iterations N]\n")
     exit(64)
 }
@@ -193,8 +198,8 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
 }
 
 /// Seconds per iteration of `body` (after warm-up), with the device synchronised around the timing.
-func timed(_ backend: TorchBackend, _ device: Device, iterations: Int, _ body: () throws -> Void) throws -> Double {
-    for _ in 0..<3 { try body() }
+func timed(_ backend: TorchBackend, _ device: Device, iterations: Int, warmup: Int = 3, _ body: () throws -> Void) throws -> Double {
+    for _ in 0..<warmup { try body() }
     try backend.synchronize(device)
     let clock = ContinuousClock(), start = clock.now
     for _ in 0..<iterations { try body() }
@@ -239,6 +244,39 @@ func bench(device: Device, dtype: DType, iterations: Int) throws {
     }
 }
 
+func benchTrain(devices: [Device], dtype: DType, batch: Int, accumulation: Int, steps: Int) throws {
+    let device = devices[0]
+    let backend = try TorchBackend.shared()
+    try backend.cudnnBenchmark(true)
+    let precision: TrainingPrecision = switch dtype {
+    case .float16: .float16
+    case .bfloat16: .bfloat16
+    default: .float32
+    }
+    let trainer = try SyncNetTrainer(config: .syncnet16PixelAttention, devices: devices, precision: precision, optimizer: AdamW.Settings(), seed: 1)
+    // `batch` samples per device per micro-batch.
+    let total = batch * devices.count
+    var g = SeededGenerator(seed: 9)
+    let data = SyncNetBatch(frames: (0..<(total * 48 * 128 * 256)).map { _ in g.symmetricUnit() },
+                            mel: (0..<(total * 80 * 52)).map { _ in g.symmetricUnit() * 4 },
+                            labels: (0..<total).map { Float($0 % 2) }, frameShape: [48, 128, 256])
+    // As the baseline: the batch is put on the device once; then the same with an upload from the host
+    // every step (what a loop without a prefetching loader pays).
+    let resident = try Array(repeating: trainer.upload(data), count: accumulation)
+    for _ in 0..<2 { _ = try trainer.step(uploaded: resident) }
+    for d in devices { try backend.synchronize(d) }
+    try backend.resetPeakMemory(device)
+    var loss = 0.0
+    let seconds = try timed(backend, device, iterations: steps, warmup: 0) { loss = try trainer.step(uploaded: resident).loss }
+    let peak = try backend.memoryStats(device)?.peakAllocated ?? 0
+    let withUpload = try timed(backend, device, iterations: max(2, steps / 2), warmup: 0) {
+        _ = try trainer.step(uploaded: (0..<accumulation).map { _ in try trainer.upload(data) })
+    }
+    print("{\"impl\":\"swift\",\"model\":\"stable_syncnet_train\",\"dtype\":\"\(precision.rawValue)\",\"batch\":\(batch),\"accumulation\":\(accumulation),"
+          + "\"devices\":\(devices.count),\"steps\":\(steps),\"step_s\":\(seconds),\"samples_per_s\":\(Double(total * accumulation) / seconds),\"peak_mb\":\(peak >> 20),"
+          + "\"step_with_upload_s\":\(withUpload),\"params\":\(try trainer.replicas[0].collector.parameterCount()),\"last_loss\":\(loss)}")
+}
+
 do {
     let backend = try TorchBackend.shared()
     let device = try backend.device(option("--device", "auto"))
@@ -255,7 +293,11 @@ do {
         case "bfloat16": .bfloat16
         default: .float32
         }
-        if mode == "bench" {
+        if mode == "bench-train" {
+            let devices = try option("--devices", "").split(separator: ",").map { try backend.device(String($0)) }
+            try benchTrain(devices: devices.isEmpty ? [device] : devices, dtype: dtype, batch: Int(option("--batch", "256")) ?? 256,
+                           accumulation: Int(option("--accumulation", "1")) ?? 1, steps: Int(option("--steps", "10")) ?? 10)
+        } else if mode == "bench" {
             try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
         } else {
             try benchGenerator(device: device, dtype: dtype, resolution: Int(option("--resolution", "256")) ?? 256, iterations: Int(option("--iterations", "3")) ?? 3,

@@ -3,7 +3,9 @@
 # runs InferenceCheck (a static Swift binary built elsewhere and carried here) for golden parity on
 # CUDA and for the throughput benchmark, runs baseline.py (the same models eagerly in PyTorch) and
 # prints the comparison.
-#   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS|none] [bench|generator|all]
+#   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS|none] [bench|generator|train|all]
+# `train`: StableSyncNet training steps (reference config, batch 256) in Swift and in train_baseline.py,
+# fp16 and bf16, with the ratio and TFLOP/s (FLOPs counted by PyTorch's FlopCounterMode).
 # CARRY_DIR holds InferenceCheck (or InferenceCheck.xz) and golden/<model>/ files (optionally .xz).
 set -euo pipefail
 carry=$1 out=$2 models=${3:-syncnet_v2,stable_syncnet,hyperiqa} bench=${4:-}
@@ -41,5 +43,26 @@ if [ "$bench" = bench ] || [ "$bench" = all ]; then
     python3 "$here/baseline.py" $dtype 20 2>>"$out/bench.log" | tee -a "$out/bench.jsonl"
   done
   python3 "$here/summary.py" "$out/bench.jsonl" | tee "$out/summary.txt"
+fi
+if [ "$bench" = train ] || [ "$bench" = all ]; then
+  : >"$out/train.jsonl"
+  for dtype in float16 bfloat16; do
+    short=$([ $dtype = float16 ] && echo fp16 || echo bf16)
+    /tmp/ic/InferenceCheck bench-train --device cuda:0 --dtype $dtype --batch ${TRAIN_BATCH:-256} --steps ${TRAIN_STEPS:-8} 2>>"$out/bench.log" | tee -a "$out/train.jsonl"
+    python3 "$here/train_baseline.py" $short ${TRAIN_BATCH:-256} ${TRAIN_STEPS:-8} 2>>"$out/bench.log" | tee -a "$out/train.jsonl"
+  done
+  python3 - "$out/train.jsonl" <<'PY' | tee "$out/train_summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+for dtype in ("fp16", "bf16"):
+    s = next((r for r in rows if r.get("impl") == "swift" and r.get("dtype") == dtype), None)
+    p = next((r for r in rows if r.get("impl") == "pytorch" and r.get("dtype") == dtype), None)
+    if not s or not p or "step_s" not in p:
+        print(dtype, "incomplete:", s, p); continue
+    flops = p["flops_per_step"]
+    print(f"{dtype}: batch {s['batch']}  swift {s['step_s']:.3f} s/step {s['samples_per_s']:.0f} samples/s {flops / s['step_s'] / 1e12:.1f} TFLOP/s "
+          f"peak {s['peak_mb']} MiB | pytorch {p['step_s']:.3f} s/step {p['samples_per_s']:.0f} samples/s {p['tflops']:.1f} TFLOP/s peak {p['peak_mb']} MiB "
+          f"| speed ratio swift/pytorch {p['step_s'] / s['step_s']:.2f}")
+PY
 fi
 exit $status

@@ -109,3 +109,71 @@ public enum TalkingClips {
         try writer.finish()
     }
 }
+
+/// Curated-dataset stand-ins for SyncNet training: small "aligned" clips whose mouth follows their
+/// own sound, so that the frames of one window and the audio of another window of the same clip
+/// disagree. Deliberately plain (a flat face, a dark mouth): a CPU test has a few hundred steps to
+/// show that training learns, not the weeks a real face dataset needs.
+public enum AlignedTalkingClips {
+    /// Writes a `size`×`size` clip of `frames` frames speaking `speech` (its first frames × 640
+    /// samples): a plain face-coloured square whose dark mouth, centred in the lower half, opens with
+    /// the loudness of each frame (closed: a 1-pixel line; fully open: most of the lower half).
+    public static func write(_ url: URL, frames: Int, speech: [Float], size: Int = 64) throws {
+        let levels = TalkingClips.mouthLevels(speech, frames: frames)
+        var settings = ClipWriter.Settings(width: size, height: size)
+        settings.crf = 12
+        settings.preset = "ultrafast"
+        let writer = try ClipWriter(path: url.path, settings: settings)
+        let s = Double(size), cx = s / 2, cy = s * 0.75, halfWidth = s * 0.35
+        for t in 0..<frames {
+            let halfOpen = 0.5 + levels[t] * s / 5
+            var face = RGBImage(width: size, height: size, fill: 0)
+            for y in 0..<size {
+                for x in 0..<size {
+                    let u = (Double(x) - cx) / halfWidth, v = (Double(y) - cy) / halfOpen
+                    let mouth = u * u + v * v <= 1
+                    let i = (y * size + x) * 3
+                    face.pixels[i] = mouth ? 60 : 200; face.pixels[i + 1] = mouth ? 20 : 160; face.pixels[i + 2] = mouth ? 30 : 140
+                }
+            }
+            try writer.writeVideo(Frame(rgb: face))
+            let lo = min(speech.count, t * TalkingClips.samplesPerFrame), hi = min(speech.count, lo + TalkingClips.samplesPerFrame)
+            try writer.writeAudio(Array(speech[lo..<hi]) + [Float](repeating: 0, count: TalkingClips.samplesPerFrame - (hi - lo)))
+        }
+        try writer.finish()
+    }
+
+    /// Syllable-like bursts: runs of 3–10 frames of a voiced tone (150 Hz and harmonics) or near
+    /// silence, drawn from `seed`. Each window of 16 frames has its own on/off rhythm, which is what
+    /// a sync model has to match between mouth and sound.
+    public static func bursts(frames: Int, seed: Int, runs: ClosedRange<Int> = 3...10) -> [Float] {
+        var state = UInt64(seed &+ 7) &* 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        var on: [Bool] = []
+        var voiced = next(2) == 0
+        while on.count < frames { on += Array(repeating: voiced, count: runs.lowerBound + next(runs.count)); voiced.toggle() }
+        let n = TalkingClips.samplesPerFrame
+        return (0..<(frames * n)).map { i in
+            let t = Double(i) / 16_000
+            let tone = on[i / n] ? 0.3 * sin(2 * .pi * 150 * t) + 0.15 * sin(2 * .pi * 450 * t) + 0.08 * sin(2 * .pi * 900 * t) : 0
+            return Float(tone + 0.002 * sin(Double(i) * 12.9898).truncatingRemainder(dividingBy: 1))
+        }
+    }
+
+    /// `count` clips of `frames` frames, each speaking its own bursts (`bursts(frames:seed:)`), and a
+    /// `fileslist.txt` listing them; returns the list's URL.
+    public static func dataset(in folder: URL, count: Int, frames: Int, size: Int = 64, runs: ClosedRange<Int> = 3...10) throws -> URL {
+        var lines: [String] = []
+        for i in 0..<count {
+            let url = folder.appendingPathComponent("clip\(i).mp4")
+            try write(url, frames: frames, speech: bursts(frames: frames, seed: 100 + i, runs: runs), size: size)
+            lines.append(url.path)
+        }
+        let list = folder.appendingPathComponent("fileslist.txt")
+        try (lines.joined(separator: "\n") + "\n").write(to: list, atomically: true, encoding: .utf8)
+        return list
+    }
+}

@@ -135,6 +135,48 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never.mp4"))
     }
 
+    /// `train syncnet` end to end through the CLI (a few steps of a small model, with --max-steps and
+    /// --devices overriding the file), then `eval syncnet-acc` on its checkpoint.
+    @Test func trainAndEvalSyncNet() throws {
+        let root = try Fixtures.temporaryDirectory("cli-train")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let list = try AlignedTalkingClips.dataset(in: root, count: 3, frames: 40, size: 32)
+        let config = root.appendingPathComponent("syncnet.toml")
+        try """
+        [data]
+        list = "fileslist.txt"
+        resolution = 32
+        validation_clips = 1
+        validation_samples = 8
+        validation_batch_size = 8
+        [model]
+        preset = "custom"
+        audio_channels = [32, 32, 32, 32, 64, 128]
+        audio_factors = [[2, 1], 2, 2, 2, 2, [2, 3]]
+        audio_attention = [0, 0, 0, 0, 0, 0]
+        visual_channels = [32, 32, 64, 128, 128]
+        visual_factors = [[1, 2], 2, 2, 2, 2]
+        visual_attention = [0, 0, 0, 1, 0]
+        [train]
+        output_dir = "run"
+        batch_size = 4
+        learning_rate = 1e-4
+        max_steps = 1000
+        devices = "cuda:7"
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let r = try CLI.run(["train", "syncnet", "--config", config.path, "--max-steps", "3", "--devices", "cpu"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("steps 0→3") && r.stderr.contains("validation loss"), "\(r.stdout)\n\(r.stderr)")
+        let checkpoint = root.appendingPathComponent("run/checkpoint-00000003.safetensors")
+        #expect(FileManager.default.fileExists(atPath: checkpoint.path))
+        #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("run/training.svg").path))
+        let eval = try CLI.run(["eval", "syncnet-acc", "--checkpoint", checkpoint.path, "--data", list.path, "--samples", "8", "--batch-size", "4", "--device", "cpu"])
+        #expect(eval.status == 0 && eval.stdout.contains("accuracy") && eval.stdout.contains("8 samples from 3 clips"), "\(eval.stdout)\n\(eval.stderr)")
+        // The file's own device (cuda:7) on a CPU-only backend is a clear error, before any step.
+        let cuda = try CLI.run(["train", "syncnet", "--config", config.path, "--max-steps", "4"])
+        #expect(cuda.status == 1 && cuda.stderr.contains("cuda:7"), "\(cuda.stderr)")
+    }
+
     @Test func badConfigurationAndUsageAreClearErrors() throws {
         let root = try Self.smallInput()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -254,13 +254,33 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Reads typed values from a TOML table and remembers which keys it was asked for.
-private struct ConfigReader {
+/// Reads typed values from a TOML table and remembers which keys it was asked for (pipeline.conf
+/// and the training configurations share it: same errors, same strictness about unknown keys).
+public struct ConfigReader {
     let root: TOMLTable
-    let source: String
+    public let source: String
     var known: [String] = []
 
     init(root: TOMLTable, source: String) { self.root = root; self.source = source }
+
+    /// Parses `text`; syntax errors name the file and line.
+    public init(toml text: String, source: String) throws {
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigurationError.syntax(file: source, line: e.source.begin.line, message: e.description)
+        }
+        self.source = source
+    }
+
+    /// Integers, or pairs of integers, of an array value (e.g. `[[2, 1], 2, 2]`); nil when absent.
+    public mutating func integerArray(_ s: String, _ k: String) throws -> [[Int]]? {
+        guard let v = try value(s, k) else { return nil }
+        guard let array = v.array else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "an array") }
+        return try array.map { element in
+            if let i = element.int { return [i] }
+            if let pair = element.array, let ints = Optional(pair.compactMap(\.int)), ints.count == pair.count { return ints }
+            throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "an array of integers or [integer, integer] pairs")
+        }
+    }
 
     private mutating func value(_ section: String, _ key: String) throws -> TOMLValueConvertible? {
         known.append("\(section).\(key)")
@@ -269,27 +289,27 @@ private struct ConfigReader {
         return table[key]
     }
 
-    mutating func int(_ s: String, _ k: String, _ d: Int, range: ClosedRange<Int>) throws -> Int {
+    public mutating func int(_ s: String, _ k: String, _ d: Int, range: ClosedRange<Int>) throws -> Int {
         guard let v = try value(s, k) else { return d }
         guard let i = v.int else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "an integer") }
         guard range.contains(i) else { throw ConfigurationError.outOfRange(file: source, key: "\(s).\(k)", value: "\(i)", allowed: "\(range)") }
         return i
     }
 
-    mutating func double(_ s: String, _ k: String, _ d: Double, range: ClosedRange<Double>) throws -> Double {
+    public mutating func double(_ s: String, _ k: String, _ d: Double, range: ClosedRange<Double>) throws -> Double {
         guard let v = try value(s, k) else { return d }
         guard let x = v.double ?? v.int.map(Double.init) else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "a number") }
         guard range.contains(x) else { throw ConfigurationError.outOfRange(file: source, key: "\(s).\(k)", value: "\(x)", allowed: "\(range)") }
         return x
     }
 
-    mutating func bool(_ s: String, _ k: String, _ d: Bool) throws -> Bool {
+    public mutating func bool(_ s: String, _ k: String, _ d: Bool) throws -> Bool {
         guard let v = try value(s, k) else { return d }
         guard let b = v.bool else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "true or false") }
         return b
     }
 
-    mutating func string(_ s: String, _ k: String, _ d: String, allowed: [String]?) throws -> String {
+    public mutating func string(_ s: String, _ k: String, _ d: String, allowed: [String]?) throws -> String {
         guard let v = try value(s, k) else { return d }
         guard let x = v.string else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "a string") }
         guard let allowed else { return x }
@@ -297,7 +317,7 @@ private struct ConfigReader {
         return x
     }
 
-    func rejectUnknownKeys() throws {
+    public func rejectUnknownKeys() throws {
         let sections = Set(known.map { String($0.split(separator: ".")[0]) })
         for section in root.keys {
             guard sections.contains(section) else { throw ConfigurationError.unknownKey(file: source, key: section, known: known) }

@@ -11,6 +11,8 @@ import PipelineCore
 struct StableSyncNetSync: SyncMethod {
     let visual: RequestBatcher, audio: RequestBatcher
     let search: Int, stride: Int
+    /// The face size the model was trained at (its checkpoint's configuration; 256 for the released one).
+    let resolution: Int
     let weightsFingerprint: String
     /// Windows per submission; concurrent items' submissions merge up to the batchers' maxima.
     static let windowFrames = 16, chunk = 16
@@ -23,9 +25,10 @@ struct StableSyncNetSync: SyncMethod {
         let model = try ModelStore.model("stable_syncnet", weights: weights, device: device) { archive in
             try StableSyncNet.load(archive, config: StableSyncNet.Config.of(archive), device: device).0
         }
-        let frames = Self.windowFrames
-        visual = ModelStore.batcher("stable_syncnet visual|\(weights)", device: device, rowSize: frames * 3 * 128 * 256, maxRows: 4 * Self.chunk) { input, rows in
-            try TorchBackend.shared().inferenceMode { try model.visualEmbedding(Tensor(input, shape: [rows, frames * 3, 128, 256], device: device)).floats() }
+        let frames = Self.windowFrames, r = model.config.inputResolution
+        resolution = r
+        visual = ModelStore.batcher("stable_syncnet visual|\(weights)", device: device, rowSize: frames * 3 * (r / 2) * r, maxRows: 4 * Self.chunk) { input, rows in
+            try TorchBackend.shared().inferenceMode { try model.visualEmbedding(Tensor(input, shape: [rows, frames * 3, r / 2, r], device: device)).floats() }
         }
         audio = ModelStore.batcher("stable_syncnet audio|\(weights)", device: device, rowSize: 80 * MelSpectrogram.windowColumns, maxRows: 16 * Self.chunk) { input, rows in
             try TorchBackend.shared().inferenceMode {
@@ -50,7 +53,7 @@ struct StableSyncNetSync: SyncMethod {
         guard !visualStarts.isEmpty else { throw SyncMethodError.tooShort(frames: n, needed: needed) }
 
         let images = try ClipFrames.read(clip.video, indices: Array(0..<n))
-        let halves = try (0..<n).map { try Self.lowerHalf(images[$0]!) }
+        let halves = try (0..<n).map { try Self.lowerHalf(images[$0]!, resolution: resolution) }
         var visualRows: [[Float]] = []
         for chunk in visualStarts.chunked(Self.chunk) {
             var input = [Float](); input.reserveCapacity(chunk.count * w * 3 * 128 * 256)
@@ -75,14 +78,15 @@ struct StableSyncNetSync: SyncMethod {
         return SyncMeasurement(offset: offsets[best], confidence: sorted[sorted.count / 2] - mean[best], scores: mean)
     }
 
-    /// Rows 128…255 of the frame at 256×256 as the model's input: channel-major RGB, `(u/255 − 0.5)/0.5`.
-    static func lowerHalf(_ image: RGBImage) throws -> [Float] {
-        let face = image.width == 256 && image.height == 256 ? image : try image.resized(width: 256, height: 256, interpolation: .area)
-        var out = [Float](repeating: 0, count: 3 * 128 * 256)
-        for y in 0..<128 {
-            for x in 0..<256 {
-                let p = ((128 + y) * 256 + x) * 3
-                for c in 0..<3 { out[(c * 128 + y) * 256 + x] = (Float(face.pixels[p + c]) / 255 - 0.5) / 0.5 }
+    /// The lower half of the frame resized to `resolution`² as the model's input: channel-major RGB, `(u/255 − 0.5)/0.5`.
+    static func lowerHalf(_ image: RGBImage, resolution r: Int = 256) throws -> [Float] {
+        let face = image.width == r && image.height == r ? image : try image.resized(width: r, height: r, interpolation: .area)
+        let h = r / 2
+        var out = [Float](repeating: 0, count: 3 * h * r)
+        for y in 0..<h {
+            for x in 0..<r {
+                let p = ((h + y) * r + x) * 3
+                for c in 0..<3 { out[(c * h + y) * r + x] = (Float(face.pixels[p + c]) / 255 - 0.5) / 0.5 }
             }
         }
         return out

@@ -1,0 +1,170 @@
+import Foundation
+import Inference
+import PipelineCore
+import PipelineTestSupport
+@testable import Stages
+import Testing
+
+/// `pipelined train syncnet` on CPU: a tiny StableSyncNet learns sync on generated talking clips,
+/// a resumed run continues the uninterrupted run's curve, and the checkpoint it writes curates a
+/// dataset through `sync.method = "stable_syncnet"`.
+@Suite(.serialized) struct SyncNetTrainingTests {
+    static let dataset: URL = {
+        let folder = try! Fixtures.temporaryDirectory("syncnet-train-data")
+        // Sound and silence in runs of 8–30 frames: the rhythm a small model picks up within a few hundred
+        // steps (with 3–10 frame runs it stays on the 0.693 plateau for longer than a CI job should take).
+        return try! AlignedTalkingClips.dataset(in: folder, count: 10, frames: 100, size: 64, runs: 8...30)
+    }()
+
+    /// A tiny configuration for 64×64 faces (lower half 32×64): six stages per tower, attention on the visual side.
+    static func configuration(output: URL, steps: Int, validationSamples: Int = 100, batch: Int = 16, train extra: String = "") throws -> SyncNetTrainingConfiguration {
+        let text = """
+        [data]
+        list = "\(dataset.path)"
+        resolution = 64
+        validation_clips = 2
+        validation_samples = \(validationSamples)
+        validation_batch_size = 50
+        loader_threads = 2
+
+        [model]
+        preset = "custom"
+        audio_channels = [32, 32, 32, 64, 128, 256]
+        audio_factors = [[2, 1], 2, 2, 2, 2, [2, 3]]
+        audio_attention = [0, 0, 0, 0, 0, 0]
+        visual_channels = [32, 32, 64, 64, 128, 256]
+        visual_factors = [[1, 2], 2, 2, 2, 2, 2]
+        visual_attention = [0, 0, 0, 0, 1, 0]
+
+        [train]
+        output_dir = "\(output.path)"
+        batch_size = \(batch)
+        learning_rate = 5e-4
+        max_steps = \(steps)
+        devices = "cpu"
+        \(extra)
+        """
+        return try SyncNetTrainingConfiguration(toml: text, source: "test.toml", relativeTo: output)
+    }
+
+    /// One training run shared by the tests that need a trained model (it is the expensive part).
+    static let trained: Result<(output: URL, summary: SyncNetTraining.Summary, config: SyncNetTrainingConfiguration), any Error> = Result {
+        let output = try Fixtures.temporaryDirectory("syncnet-train")
+        let config = try configuration(output: output, steps: 300, train: "validate_every = 100\ncheckpoint_every = 150\nlog_every = 50")
+        let summary = try SyncNetTraining(config) { print("train:", $0) }.run()
+        return (output, summary, config)
+    }
+
+    @Test func tinyModelLearnsSyncAboveChance() throws {
+        let (output, summary, config) = try Self.trained.get()
+        let accuracies = summary.history.validationAccuracies
+        #expect(summary.lastStep == 300 && accuracies.count == 3)
+        #expect((accuracies.last ?? 0) >= 0.7, "validation accuracy \(accuracies) should rise clearly above chance (0.5)")
+        #expect((summary.history.validationLosses.last ?? 1) < 0.6, "validation loss \(summary.history.validationLosses)")
+        // Checkpoints at 150 and 300, each a weights file carrying the configuration plus a state file; the plot beside them.
+        let names = try FileManager.default.contentsOfDirectory(atPath: output.path)
+        for stem in ["checkpoint-00000150", "checkpoint-00000300"] {
+            #expect(names.contains("\(stem).safetensors") && names.contains("\(stem).state.safetensors"))
+        }
+        let svg = try String(contentsOf: output.appendingPathComponent("training.svg"), encoding: .utf8)
+        #expect(svg.contains("<svg") && svg.contains("polyline") && svg.contains("validation accuracy"))
+        let weights = try SafeTensors(contentsOf: output.appendingPathComponent("checkpoint-00000300.safetensors"))
+        #expect(try StableSyncNet.Config.of(weights) == config.model)
+
+        // `pipelined eval syncnet-acc` on the held-out clips agrees that the model beats chance.
+        let held = try SyncNetClips.load(config.data.list).split(validationClips: 2).validation
+        let list = output.appendingPathComponent("validation.txt")
+        try held.map(\.path).joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
+        let eval = try SyncNetAccuracyEvaluation.run(checkpoint: output.appendingPathComponent("checkpoint-00000300.safetensors").path, data: list,
+                                                     samples: 200, batchSize: 50, seed: 7, device: "cpu")
+        #expect(eval.clips == 2 && eval.evaluation.accuracy >= 0.7, "eval syncnet-acc: \(eval)")
+    }
+
+    /// 10 steps, stop, resume to 20: the same losses as 20 steps in one go.
+    @Test func resumingContinuesTheSameCurve() throws {
+        let straight = try Fixtures.temporaryDirectory("syncnet-straight"), split = try Fixtures.temporaryDirectory("syncnet-split")
+        defer { try? FileManager.default.removeItem(at: straight); try? FileManager.default.removeItem(at: split) }
+        let settings = "log_every = 1\nvalidate_every = 1000\ncheckpoint_every = 1000"
+        let whole = try SyncNetTraining(Self.configuration(output: straight, steps: 20, validationSamples: 10, train: settings)) { _ in }.run()
+        let first = try SyncNetTraining(Self.configuration(output: split, steps: 10, validationSamples: 10, train: settings)) { _ in }.run()
+        #expect(first.lastStep == 10)
+        let resumed = try SyncNetTraining(Self.configuration(output: split, steps: 20, validationSamples: 10, train: settings)) { _ in }.run()
+        #expect(resumed.firstStep == 10 && resumed.lastStep == 20)
+        #expect(resumed.history.trainSteps == whole.history.trainSteps)
+        for (a, b) in zip(whole.history.trainLosses, resumed.history.trainLosses) { #expect(abs(a - b) < 1e-4, "losses \(a) vs \(b)") }
+        #expect(abs((whole.history.validationLosses.last ?? 0) - (resumed.history.validationLosses.last ?? 1)) < 1e-4)
+
+        // A different batch size cannot continue this run.
+        #expect(throws: TrainingError.self) {
+            try SyncNetTraining(Self.configuration(output: split, steps: 30, validationSamples: 10, batch: 8, train: settings)) { _ in }.run()
+        }
+    }
+
+    /// Curate → train → curate: the trained checkpoint measures sync in a pipeline run.
+    @Test func trainedCheckpointCurates() async throws {
+        let (output, _, _) = try Self.trained.get()
+        let (root, input, data) = try ModelMethodsTests.talkingInputs("curate-trained")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var c = PipelineConfiguration()
+        c.broken.minDurationSeconds = 1
+        c.inference.device = "cpu"
+        c.sync.method = "stable_syncnet"
+        c.sync.stableSyncnetWeights = output.appendingPathComponent("checkpoint-00000300.safetensors").path
+        c.sync.stableSyncnetMinConfidence = -1
+        c.sync.maxOffset = 15
+        let store = try await ModelMethodsTests.run(c, input: input, output: data)
+        let sync = try ModelMethodsTests.pieces(store, "sync")
+        #expect(sync.count == 2 && sync.allSatisfy { $0.state == "done" }, "\(sync.map { $0.reason ?? $0.state })")
+        for piece in sync.flatMap(\.pieces) {
+            let m = try #require(piece["sync"] as? [String: Any])
+            let scores = m["scores"] as? [Double] ?? []
+            #expect(scores.count == 31 && scores.allSatisfy { $0 >= -1e-6 && $0 <= 1 + 1e-6 }, "cosine distances: \(scores)")
+            let best = scores.indices.min { scores[$0] < scores[$1] }!
+            #expect(m["offset"] as? Int == best - 15)
+        }
+    }
+
+    @Test func configurationMistakesAreNamed() throws {
+        let out = URL(fileURLWithPath: "/tmp")
+        #expect(throws: ConfigurationError.self) { try Self.configuration(output: out, steps: 1, train: "learning_rat = 1") }
+        // A tower ending with too few channels for GroupNorm(32) cannot learn.
+        do {
+            _ = try SyncNetTrainingConfiguration(toml: """
+                [data]
+                list = "x.txt"
+                [model]
+                preset = "custom"
+                audio_channels = [32]
+                audio_factors = [2]
+                audio_attention = [0]
+                visual_channels = [32]
+                visual_factors = [2]
+                visual_attention = [0]
+                [train]
+                output_dir = "o"
+                """, source: "t.toml", relativeTo: out)
+            Issue.record("a 32-channel last stage should be refused")
+        } catch let error as ConfigurationError {
+            #expect("\(error)".contains("at least 128"))
+        }
+        // Tower arrays only with preset = "custom"; mixed precision only on CUDA.
+        #expect(throws: ConfigurationError.self) {
+            try SyncNetTrainingConfiguration(toml: "[data]\nlist = \"x\"\n[model]\naudio_channels = [32]\n[train]\noutput_dir = \"o\"", source: "t", relativeTo: out)
+        }
+        let fp16 = try SyncNetTrainingConfiguration(toml: "[data]\nlist = \"x\"\n[train]\noutput_dir = \"o\"\nmixed_precision = \"fp16\"", source: "t", relativeTo: out)
+        #expect(fp16.model == .syncnet16PixelAttention && fp16.train.batchSize == 256 && fp16.train.optimizer.learningRate == 1e-5)
+        #expect(throws: TrainingError.self) { try fp16.precision(on: [.cpu]) }
+        #expect(try fp16.precision(on: [.cuda(0)]) == .float16)
+    }
+}
+
+extension SyncNetTrainingTests {
+    /// The shipped configs/syncnet.toml parses and states the reference recipe.
+    @Test func shippedConfigurationIsTheReference() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs/syncnet.toml").standardizedFileURL
+        let c = try SyncNetTrainingConfiguration.load(url)
+        #expect(c.model == .syncnet16PixelAttention && c.data.resolution == 256 && c.train.batchSize == 256)
+        #expect(c.train.optimizer == AdamW.Settings() && c.train.maxGradientNorm == 1 && c.train.checkpointEvery == 2500)
+        #expect(c.data.validationSamples == 2048 && c.data.validationBatchSize == 40 && c.train.seed == 42)
+    }
+}
