@@ -15,7 +15,7 @@
 //   InferenceCheck bench-train [--device D | --devices cuda:0,cuda:1] [--dtype float32|float16|bfloat16] [--batch 256 per device] [--accumulation 1] [--steps 10]
 //       Training steps of the reference StableSyncNet (syncnet_16_pixel_attn, 401 M parameters) with
 //       LatentSync's recipe (BCE on the cosine, AdamW, clipping 1.0, autocast + loss scaling) on a
-//       random batch copied from the host every step; one JSON line: step time, samples/s, peak memory.
+//       random batch; one JSON line: step time, samples/s, peak memory.
 //       train_baseline.py is the same step in PyTorch.
 // FoundationEssentials rather than Foundation: no ICU, so the static binary stays small to carry.
 import FoundationEssentials
@@ -257,7 +257,7 @@ func benchTrain(devices: [Device], dtype: DType, batch: Int, accumulation: Int, 
     // `batch` samples per device per micro-batch.
     let total = batch * devices.count
     var g = SeededGenerator(seed: 9)
-    let data = SyncNetBatch(frames: (0..<(total * 48 * 128 * 256)).map { _ in g.symmetricUnit() },
+    let data = SyncNetBatch(frames: (0..<(total * 48 * 128 * 256)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) },
                             mel: (0..<(total * 80 * 52)).map { _ in g.symmetricUnit() * 4 },
                             labels: (0..<total).map { Float($0 % 2) }, frameShape: [48, 128, 256])
     // As the baseline: the batch is put on the device once; then the same with an upload from the host

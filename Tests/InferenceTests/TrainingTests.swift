@@ -101,7 +101,7 @@ import Testing
 
     static func batch(_ n: Int, seed: UInt64) -> SyncNetBatch {
         var g = SeededGenerator(seed: seed)
-        return SyncNetBatch(frames: (0..<(n * 48 * 16 * 32)).map { _ in g.symmetricUnit() }, mel: (0..<(n * 80 * 52)).map { _ in g.symmetricUnit() * 4 },
+        return SyncNetBatch(frames: (0..<(n * 48 * 16 * 32)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) }, mel: (0..<(n * 80 * 52)).map { _ in g.symmetricUnit() * 4 },
                             labels: (0..<n).map { Float($0 % 2) }, frameShape: [48, 16, 32])
     }
 
@@ -130,6 +130,19 @@ import Testing
             if fresh[key]!.floats() != r { changed += 1 }
         }
         #expect(changed > reference.count / 2, "the step should move most tensors (\(changed) of \(reference.count) changed)")
+    }
+
+    /// Bytes (B, 16, H, W, 3) become the reference's (B, 16, 3, H, W) / 127.5 − 1 folded to (B, 48, H, W).
+    @Test func framesBecomeTheReferenceInput() throws {
+        var g = SeededGenerator(seed: 4)
+        let bytes = (0..<(2 * 16 * 3 * 5 * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) }
+        let input = try bytes.withUnsafeBytes { try StableSyncNet.visualInput(Tensor(bytes: $0, dtype: .uint8, shape: [2, 16, 3, 5, 3])) }
+        #expect(try input.shape == [2, 48, 3, 5])
+        let values = try input.floats()
+        for b in 0..<2 { for t in 0..<16 { for c in 0..<3 { for y in 0..<3 { for x in 0..<5 {
+            let want = Float(bytes[(((b * 16 + t) * 3 + y) * 5 + x) * 3 + c]) / 127.5 - 1
+            #expect(abs(values[(((b * 48) + t * 3 + c) * 3 + y) * 5 + x] - want) < 1e-6)
+        } } } } }
     }
 
     @Test func mixedPrecisionIsRefusedOnTheCPU() {

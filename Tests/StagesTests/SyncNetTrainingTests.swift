@@ -112,16 +112,7 @@ import Testing
         c.sync.stableSyncnetWeights = output.appendingPathComponent("checkpoint-00000300.safetensors").path
         c.sync.stableSyncnetMinConfidence = -1
         c.sync.maxOffset = 15
-        let store = try await ModelMethodsTests.run(c, input: input, output: data)
-        let sync = try ModelMethodsTests.pieces(store, "sync")
-        #expect(sync.count == 2 && sync.allSatisfy { $0.state == "done" }, "\(sync.map { $0.reason ?? $0.state })")
-        for piece in sync.flatMap(\.pieces) {
-            let m = try #require(piece["sync"] as? [String: Any])
-            let scores = m["scores"] as? [Double] ?? []
-            #expect(scores.count == 31 && scores.allSatisfy { $0 >= -1e-6 && $0 <= 1 + 1e-6 }, "cosine distances: \(scores)")
-            let best = scores.indices.min { scores[$0] < scores[$1] }!
-            #expect(m["offset"] as? Int == best - 15)
-        }
+        try ModelMethodsTests.expectCosineSync(await ModelMethodsTests.run(c, input: input, output: data))
     }
 
     @Test func configurationMistakesAreNamed() throws {
@@ -166,5 +157,26 @@ extension SyncNetTrainingTests {
         #expect(c.model == .syncnet16PixelAttention && c.data.resolution == 256 && c.train.batchSize == 256)
         #expect(c.train.optimizer == AdamW.Settings() && c.train.maxGradientNorm == 1 && c.train.checkpointEvery == 2500)
         #expect(c.data.validationSamples == 2048 && c.data.validationBatchSize == 40 && c.train.seed == 42)
+    }
+}
+
+extension SyncNetTrainingTests {
+    /// Unusable entries of a clip list are skipped with their reason; a list with nothing usable is an error naming it.
+    @Test func unusableClipsAreSkippedWithAReason() throws {
+        let folder = try Fixtures.temporaryDirectory("syncnet-list")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let good = folder.appendingPathComponent("good.mp4"), short = folder.appendingPathComponent("short.mp4")
+        try AlignedTalkingClips.write(good, frames: 40, speech: AlignedTalkingClips.bursts(frames: 40, seed: 1), size: 32)
+        try AlignedTalkingClips.write(short, frames: 20, speech: AlignedTalkingClips.bursts(frames: 20, seed: 2), size: 32)
+        try Data("not a video".utf8).write(to: folder.appendingPathComponent("garbage.mp4"))
+        let list = folder.appendingPathComponent("fileslist.txt")
+        try "good.mp4\nshort.mp4\ngarbage.mp4\nmissing.mp4\n".write(to: list, atomically: true, encoding: .utf8)
+        let clips = try SyncNetClips.load(list)
+        #expect(clips.clips.map(\.path) == [good.path] && clips.clips[0].frames == 40)
+        let reasons = Dictionary(uniqueKeysWithValues: clips.skipped.map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0.reason) })
+        #expect(reasons["short.mp4"]?.contains("20 frames") == true && reasons["garbage.mp4"]?.contains("unreadable") == true
+                && reasons["missing.mp4"] != nil, "\(reasons)")
+        try "short.mp4\n".write(to: list, atomically: true, encoding: .utf8)
+        #expect(throws: TrainingError.self) { try SyncNetClips.load(list) }
     }
 }

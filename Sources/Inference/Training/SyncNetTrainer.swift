@@ -7,18 +7,19 @@ import Dispatch
 import Synchronization
 
 /// A batch of StableSyncNet training samples on the host, as LatentSync's SyncNet dataset yields
-/// them: per sample 16 frames' lower halves stacked on channels (48 × H × W, RGB in [−1, 1]), the
-/// true 80 × 52 mel window, and the label (1 = the frames are the mel's own window, 0 = another
-/// window of the same clip).
+/// them: per sample 16 frames' lower halves (16 × H × W × 3 RGB bytes, as decoded), the true
+/// 80 × 52 mel window, and the label (1 = the frames are the mel's own window, 0 = another window of
+/// the same clip). Frames stay bytes until they reach the device (a quarter of float32's upload);
+/// `StableSyncNet.visualInput` turns them into the model's 48 × H × W input in [−1, 1] there.
 public struct SyncNetBatch: Sendable {
-    public var frames: [Float]
+    public var frames: [UInt8]
     public var mel: [Float]
     public var labels: [Float]
-    /// (channels, height, width) of one sample's frames.
+    /// The model's input shape of one sample, (48, height, width).
     public var frameShape: [Int]
     public var count: Int { labels.count }
 
-    public init(frames: [Float], mel: [Float], labels: [Float], frameShape: [Int]) {
+    public init(frames: [UInt8], mel: [Float], labels: [Float], frameShape: [Int]) {
         precondition(frames.count == labels.count * frameShape.reduce(1, *) && mel.count == labels.count * 80 * 52,
                      "frames and mel windows must hold one sample per label")
         self.frames = frames; self.mel = mel; self.labels = labels; self.frameShape = frameShape
@@ -119,18 +120,20 @@ public final class SyncNetTrainer: @unchecked Sendable {
             throw TorchError.operation("data parallel", "a micro-batch of \(batch.count) samples does not split evenly over \(n) devices")
         }
         let per = batch.count / n, frameSize = batch.frameShape.reduce(1, *), melSize = 80 * 52
-        // Straight from the host arrays' storage: no intermediate Swift copies of a (1.6 GB at batch 256) batch.
-        func part(_ values: [Float], _ r: Int, _ size: Int, _ shape: [Int], _ device: Device) throws -> Tensor {
+        // Straight from the host arrays' storage: no intermediate Swift copies of the batch.
+        func part<T>(_ values: [T], _ r: Int, _ size: Int, _ dtype: DType, _ shape: [Int], _ device: Device) throws -> Tensor {
             try values.withUnsafeBytes { raw in
-                let start = r * per * size * 4
-                return try Tensor(bytes: UnsafeRawBufferPointer(rebasing: raw[start..<(start + per * size * 4)]), dtype: .float32, shape: shape,
+                let bytes = per * size * MemoryLayout<T>.stride, start = r * bytes
+                return try Tensor(bytes: UnsafeRawBufferPointer(rebasing: raw[start..<(start + bytes)]), dtype: dtype, shape: shape,
                                   device: device, backend: backend)
             }
         }
+        let (h, w) = (batch.frameShape[1], batch.frameShape[2])
         return try replicas.enumerated().map { r, replica in
-            SyncNetDeviceBatch(frames: try part(batch.frames, r, frameSize, [per] + batch.frameShape, replica.device),
-                               mel: try part(batch.mel, r, melSize, [per, 1, 80, 52], replica.device),
-                               labels: try part(batch.labels, r, 1, [per], replica.device), count: per)
+            let bytes = try part(batch.frames, r, frameSize, .uint8, [per, batch.frameShape[0] / 3, h, w, 3], replica.device)
+            return SyncNetDeviceBatch(frames: try StableSyncNet.visualInput(bytes),
+                                      mel: try part(batch.mel, r, melSize, .float32, [per, 1, 80, 52], replica.device),
+                                      labels: try part(batch.labels, r, 1, .float32, [per], replica.device), count: per)
         }
     }
 
@@ -230,9 +233,20 @@ extension StableSyncNet {
     /// cos(v, a) ∈ [0, 1] of a batch's frames and mel windows (both embeddings are non-negative unit
     /// vectors; the clamp keeps rounding in half precision from pushing it a hair past 1, which BCE rejects).
     public func cosine(_ batch: SyncNetBatch, device: Device, backend: TorchBackend? = nil) throws -> Tensor {
-        let frames = try Tensor(batch.frames, shape: [batch.count] + batch.frameShape, device: device, backend: backend)
-        let mel = try Tensor(batch.mel, shape: [batch.count, 1, 80, 52], device: device, backend: backend)
-        return try cosine(frames: frames, mel: mel)
+        let (n, h, w) = (batch.count, batch.frameShape[1], batch.frameShape[2])
+        let frames = try batch.frames.withUnsafeBytes {
+            try Tensor(bytes: $0, dtype: .uint8, shape: [n, batch.frameShape[0] / 3, h, w, 3], device: device, backend: backend)
+        }
+        let mel = try Tensor(batch.mel, shape: [n, 1, 80, 52], device: device, backend: backend)
+        return try cosine(frames: Self.visualInput(frames), mel: mel)
+    }
+
+    /// (B, 16, H, W, 3) RGB bytes → the visual tower's (B, 48, H, W) input, `u / 127.5 − 1` (the
+    /// reference's (B, 16, 3, H, W) frames in [−1, 1] with frames and colours folded into channels).
+    public static func visualInput(_ bytes: Tensor) throws -> Tensor {
+        let s = try bytes.shape
+        return try bytes.to(bytes.device, .float32).permuted([0, 1, 4, 2, 3]).reshaped([s[0], s[1] * 3, s[2], s[3]])
+            .affine(scale: 1 / 127.5, shift: -1)
     }
 
     /// The same for (B, 48, H, W) frames and (B, 1, 80, 52) mel windows already on the model's device.

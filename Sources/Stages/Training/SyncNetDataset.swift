@@ -46,13 +46,14 @@ public struct SyncNetClips: Sendable {
                     throw TrainingError.data("\(list.path) line \(number + 1) is not a manifest entry")
                 }
                 path = resolve(entry.video); frames = entry.frames[1] - entry.frames[0]
+                guard FileManager.default.fileExists(atPath: path) else { skipped.append((path, "missing")); continue }
             } else {
                 path = resolve(line)
+                guard FileManager.default.fileExists(atPath: path) else { skipped.append((path, "missing")); continue }
                 do { frames = try probeFrames(path, fps: fps) } catch {
                     skipped.append((path, "unreadable: \(error)")); continue
                 }
             }
-            guard FileManager.default.fileExists(atPath: path) else { skipped.append((path, "missing")); continue }
             guard frames >= minimumFrames else { skipped.append((path, "\(frames) frames, fewer than \(minimumFrames)")); continue }
             clips.append(Clip(path: path, frames: frames))
         }
@@ -101,6 +102,10 @@ public final class SyncNetClipStore: @unchecked Sendable {
     private var cache: [String: Decoded] = [:]
     private var order: [String] = []
     private var held = 0
+    private var failed: [String: String] = [:]
+
+    /// Clips that could not be decoded, with the reason; samplers skip them.
+    public var failures: [String: String] { lock.withLock { failed } }
 
     public init(resolution: Int, melCache: URL?, budgetBytes: Int) {
         self.resolution = resolution; self.melCache = melCache; budget = budgetBytes
@@ -112,7 +117,12 @@ public final class SyncNetClipStore: @unchecked Sendable {
             order.removeAll { $0 == path }; order.append(path)
             return hit
         }) { return hit }
-        let decoded = try decode(path)
+        if let reason = lock.withLock({ failed[path] }) { throw TrainingError.data("\(path): \(reason)") }
+        let decoded: Decoded
+        do { decoded = try decode(path) } catch {
+            lock.withLock { failed[path] = "\(error)" }
+            throw error
+        }
         lock.withLock {
             guard cache[path] == nil else { return }
             cache[path] = decoded; order.append(path); held += decoded.bytes
@@ -172,12 +182,13 @@ public struct SyncNetSampler: Sendable {
 
     public var frameShape: [Int] { [3 * SyncNetClips.windowFrames, store.resolution / 2, store.resolution] }
 
-    /// Sample `number`: (frames 48·H·W in [−1, 1], mel 80·52, label).
-    public func sample(_ number: Int) throws -> (frames: [Float], mel: [Float], label: Float) {
+    /// Sample `number`: (frames 16·H·W·3 RGB bytes, mel 80·52, label).
+    public func sample(_ number: Int) throws -> (frames: [UInt8], mel: [Float], label: Float) {
         var rng = SeededGenerator(seed: seed &+ UInt64(number) &* 0x9E37_79B9_7F4A_7C15)
         for _ in 0..<8 {
             let clip = clips[Int(rng.next() % UInt64(clips.count))]
-            let decoded = try store.clip(clip.path)
+            // A clip that cannot be decoded is set aside (and reported) rather than ending the run.
+            guard let decoded = try? store.clip(clip.path) else { continue }
             let w = SyncNetClips.windowFrames
             // Starts whose 16 frames exist and whose 52 mel columns exist.
             let melLimit = (0...(decoded.frames - w)).last { Int(80.0 * Double($0) / 25.0) + MelSpectrogram.windowColumns <= decoded.melColumns }
@@ -189,24 +200,14 @@ public struct SyncNetSampler: Sendable {
             let first = positive ? start : wrong
             return (frames(decoded, from: first), mel(decoded, start: start), positive ? 1 : 0)
         }
-        throw TrainingError.data("sample \(number): eight clips in a row had no usable window (audio shorter than the video?)")
+        let failed = store.failures.prefix(3).map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+        throw TrainingError.data("sample \(number): eight clips in a row had no usable window (unreadable, or audio shorter than the video?) \(failed)")
     }
 
-    /// Frames [first, first + 16) as (t·3 + c, y, x) floats, the reference's (16, 3, H, W) → (48, H, W).
-    func frames(_ d: SyncNetClipStore.Decoded, from first: Int) -> [Float] {
-        let r = store.resolution, h = r / 2, plane = h * r
-        var out = [Float](repeating: 0, count: SyncNetClips.windowFrames * 3 * plane)
-        d.halves.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for t in 0..<SyncNetClips.windowFrames {
-                    let frame = (first + t) * plane * 3
-                    for p in 0..<plane {
-                        for c in 0..<3 { dst[(t * 3 + c) * plane + p] = Float(src[frame + p * 3 + c]) / 127.5 - 1 }
-                    }
-                }
-            }
-        }
-        return out
+    /// Frames [first, first + 16) as stored: 16 × (H/2) × W × 3 bytes (the device makes them the model's input).
+    func frames(_ d: SyncNetClipStore.Decoded, from first: Int) -> [UInt8] {
+        let frameBytes = store.resolution / 2 * store.resolution * 3
+        return Array(d.halves[(first * frameBytes)..<((first + SyncNetClips.windowFrames) * frameBytes)])
     }
 
     /// Mel columns [int(3.2·start), +52) of every band.
@@ -233,11 +234,11 @@ public struct SyncNetSampler: Sendable {
 
     private final class Slots: @unchecked Sendable {
         // @unchecked: each index is written once under the lock and read after every writer finished.
-        private var values_: [Result<(frames: [Float], mel: [Float], label: Float), any Error>?]
+        private var values_: [Result<(frames: [UInt8], mel: [Float], label: Float), any Error>?]
         private let lock = NSLock()
         init(_ n: Int) { values_ = Array(repeating: nil, count: n) }
-        func set(_ i: Int, _ r: Result<(frames: [Float], mel: [Float], label: Float), any Error>) { lock.withLock { values_[i] = r } }
-        func values() throws -> [(frames: [Float], mel: [Float], label: Float)] { try values_.map { try $0!.get() } }
+        func set(_ i: Int, _ r: Result<(frames: [UInt8], mel: [Float], label: Float), any Error>) { lock.withLock { values_[i] = r } }
+        func values() throws -> [(frames: [UInt8], mel: [Float], label: Float)] { try values_.map { try $0!.get() } }
     }
 }
 

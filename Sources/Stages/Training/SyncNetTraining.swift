@@ -153,6 +153,10 @@ public struct SyncNetTraining {
                 let result = try Self.evaluate(trainer, validation, samples: c.data.validationSamples, batchSize: c.data.validationBatchSize, threads: threads)
                 history.validationSteps.append(step); history.validationLosses.append(result.loss); history.validationAccuracies.append(result.accuracy)
                 log(String(format: "step %d  validation loss %.4f  accuracy %.3f (%d samples)", step, result.loss, result.accuracy, result.samples))
+                let failures = store.failures
+                if !failures.isEmpty {
+                    log("\(failures.count) clip(s) skipped as unreadable, e.g. \(failures.first!.key): \(failures.first!.value)")
+                }
                 try TrainingPlot.write(history, title: "StableSyncNet", to: c.train.outputDirectory.appendingPathComponent("training.svg"))
             }
             if step % c.train.checkpointEvery == 0 || step == c.train.maxSteps || stopping {
