@@ -3,8 +3,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Dispatch
-import Synchronization
 
 /// A batch of StableSyncNet training samples on the host, as LatentSync's SyncNet dataset yields
 /// them: per sample 16 frames' lower halves (16 × H × W × 3 RGB bytes, as decoded), the true
@@ -212,21 +210,9 @@ public final class SyncNetTrainer: @unchecked Sendable {
     /// Runs `body` for every replica, concurrently when there are several (autograd and autocast
     /// state are per thread, so each replica's thread enters its own scopes).
     private func perReplica<T: Sendable>(_ body: @escaping @Sendable (Int, Replica) throws -> T) throws -> [T] {
-        if replicas.count == 1 { return [try body(0, replicas[0])] }
-        let results = ResultSlots<T>(replicas.count)
         let replicas = self.replicas
-        DispatchQueue.concurrentPerform(iterations: replicas.count) { r in results.set(r, Result { try body(r, replicas[r]) }) }
-        return try results.values()
+        return try concurrentMap(replicas.count, workers: replicas.count) { try body($0, replicas[$0]) }
     }
-}
-
-/// One result slot per concurrent task.
-private final class ResultSlots<T: Sendable>: @unchecked Sendable {
-    // @unchecked: each task writes only its own slot, under the mutex; read after all tasks finished.
-    private let slots: Mutex<[Result<T, any Error>?]>
-    init(_ n: Int) { slots = Mutex(Array(repeating: nil, count: n)) }
-    func set(_ i: Int, _ r: Result<T, any Error>) { slots.withLock { $0[i] = r } }
-    func values() throws -> [T] { try slots.withLock { $0 }.map { try $0!.get() } }
 }
 
 extension StableSyncNet {

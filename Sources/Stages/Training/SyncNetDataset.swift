@@ -111,7 +111,9 @@ public final class SyncNetClipStore: @unchecked Sendable {
         self.resolution = resolution; self.melCache = melCache; budget = budgetBytes
     }
 
-    public func clip(_ path: String) throws -> Decoded {
+    /// The decoded clip; its frame count comes from the clip list (manifest or probe), not a second probe.
+    public func clip(_ clip: SyncNetClips.Clip) throws -> Decoded {
+        let path = clip.path
         if let hit = lock.withLock({ () -> Decoded? in
             guard let hit = cache[path] else { return nil }
             order.removeAll { $0 == path }; order.append(path)
@@ -119,7 +121,7 @@ public final class SyncNetClipStore: @unchecked Sendable {
         }) { return hit }
         if let reason = lock.withLock({ failed[path] }) { throw TrainingError.data("\(path): \(reason)") }
         let decoded: Decoded
-        do { decoded = try decode(path) } catch {
+        do { decoded = try decode(path, frames: clip.frames) } catch {
             lock.withLock { failed[path] = "\(error)" }
             throw error
         }
@@ -134,9 +136,8 @@ public final class SyncNetClipStore: @unchecked Sendable {
         return decoded
     }
 
-    private func decode(_ path: String) throws -> Decoded {
+    private func decode(_ path: String, frames n: Int) throws -> Decoded {
         let r = resolution, half = r / 2
-        let n = try SyncNetClips.probeFrames(path, fps: 25)
         let images = try ClipFrames.read(path, indices: Array(0..<n))
         var halves = [UInt8](); halves.reserveCapacity(n * half * r * 3)
         for i in 0..<n {
@@ -188,7 +189,7 @@ public struct SyncNetSampler: Sendable {
         for _ in 0..<8 {
             let clip = clips[Int(rng.next() % UInt64(clips.count))]
             // A clip that cannot be decoded is set aside (and reported) rather than ending the run.
-            guard let decoded = try? store.clip(clip.path) else { continue }
+            guard let decoded = try? store.clip(clip) else { continue }
             let w = SyncNetClips.windowFrames
             // Starts whose 16 frames exist and whose 52 mel columns exist.
             let melLimit = (0...(decoded.frames - w)).last { Int(80.0 * Double($0) / 25.0) + MelSpectrogram.windowColumns <= decoded.melColumns }
@@ -220,25 +221,8 @@ public struct SyncNetSampler: Sendable {
 
     /// Samples [first, first + count) as one batch, built by `threads` threads.
     public func batch(first: Int, count: Int, threads: Int) throws -> SyncNetBatch {
-        let slots = Slots(count)
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, count))) { worker in
-            var i = worker
-            while i < count {
-                slots.set(i, Result { try sample(first + i) })
-                i += max(1, min(threads, count))
-            }
-        }
-        let samples = try slots.values()
+        let samples = try concurrentMap(count, workers: threads) { try sample(first + $0) }
         return SyncNetBatch(frames: samples.flatMap(\.frames), mel: samples.flatMap(\.mel), labels: samples.map(\.label), frameShape: frameShape)
-    }
-
-    private final class Slots: @unchecked Sendable {
-        // @unchecked: each index is written once under the lock and read after every writer finished.
-        private var values_: [Result<(frames: [UInt8], mel: [Float], label: Float), any Error>?]
-        private let lock = NSLock()
-        init(_ n: Int) { values_ = Array(repeating: nil, count: n) }
-        func set(_ i: Int, _ r: Result<(frames: [UInt8], mel: [Float], label: Float), any Error>) { lock.withLock { values_[i] = r } }
-        func values() throws -> [(frames: [UInt8], mel: [Float], label: Float)] { try values_.map { try $0!.get() } }
     }
 }
 
