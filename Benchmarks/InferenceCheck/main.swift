@@ -5,8 +5,14 @@
 //       Each model on its golden set on the device; prints the deviations; exits 1 if any exceeds
 //       the golden README's tolerance. TF32 is off so CUDA runs in true float32.
 //   InferenceCheck bench-generator [--device D] [--dtype float32|float16] [--resolution 256|512] [--deepcache 3]
+//                                  [--frames 250] [--channels-last 0|1] [--profile TRACE.json]
 //       The full-size U-Net (1.27 B parameters), VAE and Whisper-tiny at random weights: one 16-frame
-//       window, 20 steps, guidance 1.5; frames/s, the U-Net/VAE/Whisper shares and peak memory.
+//       window, 20 steps, guidance 1.5; frames/s, the U-Net/VAE/Whisper shares and peak memory. With
+//       --frames, also a whole clip of that many aligned faces through `LipsyncWindow` (what `infer`
+//       runs per window: host frames in, pasted u8 frames back), the measure reference_generator.py
+//       takes of LatentSync's own pipeline. --channels-last picks the U-Net's activation layout
+//       (default: the device's). --profile writes a Chrome trace of one full U-Net forward (kernel_summary.py
+//       sums it by kernel kind).
 //   InferenceCheck bench [--device D] [--dtype float32|float16|bfloat16] [--iterations N]
 //       SyncNet v2 scoring of 10 s clips (245 five-frame windows per clip, one clip per batch) and
 //       hyperIQA scoring (64 clips × 3 frames per batch) at random weights; prints one JSON line per
@@ -125,6 +131,29 @@ var failures = 0
                            context: Tensor(io.float32("encoder_hidden_states"), shape: [32, 50, 384], device: device))
         report("unet output", try out.floats(), try io.float32("output"), tolerance: 1e-4)
     }
+    if models.contains("groupnorm") {
+        // group_norm_frames on channels-last input (the backend's own CUDA kernel where it has one) against
+        // PyTorch's GroupNorm of the contiguous (B, C, F, H, W) tensor in float32; offsets make |mean| ≫ std
+        // in some channels, where a careless variance would cancel.
+        for dtype in [DType.float32, .float16, .bfloat16] {
+            for (items, frames, c, side) in [(2, 16, 320, 32), (2, 16, 2560, 8), (32, 1, 640, 16), (2, 10, 1920, 4)] {
+                var g = SeededGenerator(seed: UInt64(c + side))
+                let count = items * frames * c * side * side
+                let values = (0..<count).map { i in g.symmetricUnit() * 2 + Float((i % c) % 7) * 30 }
+                let x = try Tensor(values, shape: [items * frames, c, side, side], device: device)
+                let weight = try Tensor((0..<c).map { _ in 1 + g.symmetricUnit() / 2 }, shape: [c], device: device)
+                let bias = try Tensor((0..<c).map { _ in g.symmetricUnit() }, shape: [c], device: device)
+                let five = try x.reshaped([items, frames, c, side, side]).permuted([0, 2, 1, 3, 4]).contiguous(channelsLast: false)
+                let expected = try Functional.groupNorm(five, groups: 32, weight: weight, bias: bias, eps: 1e-5).activation(.silu)
+                    .permuted([0, 2, 1, 3, 4]).reshaped([items * frames, c, side, side]).floats()
+                let input = try x.to(device, dtype).contiguous(channelsLast: true)
+                let ours = try Functional.groupNorm(frames: input, frames: frames, groups: 32, weight: weight.to(device, dtype), bias: bias.to(device, dtype),
+                                                    eps: 1e-5, silu: true).floats()
+                let bound: Float = dtype == .float32 ? 1e-4 : dtype == .float16 ? 1e-2 : 6e-2
+                report("group_norm_frames \(dtype) \(items)x\(frames)x\(c)x\(side)²", ours, expected, tolerance: bound)
+            }
+        }
+    }
     if models.contains("lipsync") {
         let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: golden.appendingPathComponent("unet3d_small/weights.safetensors")), config: unetConfig, device: device).0
         let vae = try AutoencoderKL.load(SafeTensors(contentsOf: golden.appendingPathComponent("vae_small/weights.safetensors")), config: vaeConfig, device: device).0
@@ -141,7 +170,8 @@ var failures = 0
 
 /// The full-size generator at random weights: one 16-frame window at `resolution`, 20 DDIM steps,
 /// guidance 1.5 (U-Net batch 2), with the time split into Whisper, VAE encode, U-Net and VAE decode.
-func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: Int, deepCache: Int?) throws {
+func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: Int, deepCache: Int?, clipFrames: Int?, channelsLast: Bool?,
+                    profile: String?) throws {
     let backend = try TorchBackend.shared()
     if ProcessInfo.processInfo.environment["PIPELINED_CUDNN_BENCHMARK"] == "1" { try backend.cudnnBenchmark(true) }
     let clock = ContinuousClock()
@@ -153,7 +183,7 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
         let d = clock.now - start
         return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
-    let unet = try UNet3DConditionModel(WeightSource(.random(RandomWeights(seed: 3)), device: device, dtype: dtype))
+    let unet = try UNet3DConditionModel(WeightSource(.random(RandomWeights(seed: 3)), device: device, dtype: dtype), channelsLast: channelsLast)
     let vae = try AutoencoderKL(WeightSource(.random(RandomWeights(seed: 4)), device: device, dtype: dtype))
     let whisper = try WhisperAudioEncoder(WeightSource(.random(RandomWeights(seed: 5)), device: device, dtype: dtype))
     let parameters = try UNet3DConditionModel.parametersCount()
@@ -191,7 +221,48 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
     }
     let n = Double(iterations), total = (times.whisper + times.encode + times.unet + times.decode) / n
     let peak = try backend.memoryStats(device)?.peakAllocated ?? 0
+    if let profile {
+        let sample = try Tensor((0..<(2 * 13 * frames * h * h)).map { _ in Float.random(in: -1...1) }, shape: [2, 13, frames, h, h], device: device)
+        try backend.synchronize(device)
+        try backend.profiled(cuda: device != .cpu, to: profile) {
+            try backend.inferenceMode { _ = try unet(sample, timestep: 501, context: context) }
+            try backend.synchronize(device)
+        }
+    }
+    // A whole clip: ⌈frames/16⌉ windows through LipsyncWindow, u8 frames to and from the host.
+    var clip = ""
+    if let clipFrames {
+        var g = SeededGenerator(seed: 11)
+        let window = LipsyncWindow(unet: unet, vae: vae, scheduler: scheduler, guidance: 1.5, device: device, deepCache: deepCache)
+        // The reference's mask shape: keep everything but a lower-middle rectangle (the mouth).
+        let mask = LipsyncWindow.Mask(u8: (0..<(resolution * resolution)).map { p in
+            let (y, x) = (p / resolution, p % resolution)
+            return y >= resolution * 5 / 8 && y < resolution * 15 / 16 && x >= resolution / 8 && x < resolution * 7 / 8 ? 0 : 255
+        }, size: resolution)
+        let faces = (0..<clipFrames).map { _ in (0..<(resolution * resolution * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) } }
+        let chunks = (0..<(clipFrames * 50 * 384)).map { _ in g.symmetricUnit() }
+        let noise = (0..<(4 * h * h)).map { _ in g.symmetricUnit() }
+        func run(_ count: Int) throws -> Int {
+            var produced = 0
+            for start in stride(from: 0, to: count, by: frames) {
+                let end = min(start + frames, count)
+                let audio = try Tensor(Array(chunks[(start * 50 * 384)..<(end * 50 * 384)]), shape: [end - start, 50, 384], device: device)
+                try backend.inferenceMode {
+                    produced += try LipsyncWindow.frames(window.generate(frames: Array(faces[start..<end]), mask: mask, audio: audio, noise: noise)).count
+                }
+            }
+            return produced
+        }
+        _ = try run(frames)  // warm-up, as the reference script does
+        try backend.resetPeakMemory(device)
+        var produced = 0
+        let seconds = try seconds { produced = try run(clipFrames) }
+        precondition(produced == clipFrames)
+        let clipPeak = try backend.memoryStats(device)?.peakAllocated ?? 0
+        clip = ",\"clip_frames\":\(clipFrames),\"clip_seconds\":\(seconds),\"clip_frames_per_s\":\(Double(clipFrames) / seconds),\"clip_peak_bytes\":\(clipPeak)"
+    }
     print("{\"impl\":\"swift\",\"model\":\"generator\",\"dtype\":\"\(dtype)\",\"resolution\":\(resolution),\"deepcache\":\(deepCache ?? 0),\"unet_parameters\":\(parameters),"
+          + "\"channels_last\":\(unet.channelsLast)\(clip),"
           + "\"seconds_per_window\":\(total),\"frames_per_s\":\(Double(frames) / total),\"share_unet\":\(times.unet / n / total),"
           + "\"share_vae_encode\":\(times.encode / n / total),\"share_vae_decode\":\(times.decode / n / total),\"share_whisper\":\(times.whisper / n / total),"
           + "\"peak_bytes\":\(peak)}")
@@ -301,7 +372,8 @@ do {
             try bench(device: device, dtype: dtype, iterations: Int(option("--iterations", "10")) ?? 10)
         } else {
             try benchGenerator(device: device, dtype: dtype, resolution: Int(option("--resolution", "256")) ?? 256, iterations: Int(option("--iterations", "3")) ?? 3,
-                               deepCache: Int(option("--deepcache", "0")).flatMap { $0 > 0 ? $0 : nil })
+                               deepCache: Int(option("--deepcache", "0")).flatMap { $0 > 0 ? $0 : nil }, clipFrames: Int(option("--frames", "")),
+                               channelsLast: Int(option("--channels-last", "")).map { $0 != 0 }, profile: arguments.contains("--profile") ? option("--profile", "") : nil)
         }
     }
 } catch {

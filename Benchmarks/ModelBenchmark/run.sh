@@ -4,6 +4,7 @@
 # CUDA and for the throughput benchmark, runs baseline.py (the same models eagerly in PyTorch) and
 # prints the comparison.
 #   Benchmarks/ModelBenchmark/run.sh CARRY_DIR OUT_DIR [PARITY_MODELS|none] [bench|generator|train|all]
+# `generator`: the lip-sync generator over a 10 s clip (see below), beside LatentSync's own pipeline when LATENTSYNC is set.
 # `train`: StableSyncNet training steps (reference config, batch 256) in Swift and in train_baseline.py,
 # fp16 and bf16, with the ratio and TFLOP/s (FLOPs counted by PyTorch's FlopCounterMode).
 # CARRY_DIR holds InferenceCheck (or InferenceCheck.xz) and golden/<model>/ files (optionally .xz).
@@ -26,15 +27,29 @@ if [ "$models" != "none" ]; then
   /tmp/ic/InferenceCheck parity /tmp/ic/golden --device cuda:0 --models "$models" 2>&1 | tee "$out/parity_cuda.txt" || status=1
 fi
 if [ "$bench" = generator ] || [ "$bench" = all ]; then
+  # A 10 s clip (250 aligned faces) through LipsyncWindow, fp16, 256/512, DeepCache off/3; with LATENTSYNC=DIR (a
+  # checkout of bytedance/LatentSync; diffusers 0.32, einops and PyYAML importable) the same clip through the
+  # reference's own pipeline (reference_generator.py), and the ratios.
   : >"$out/generator.jsonl"
-  for dtype in float16 float32; do
-    for resolution in 256 512; do
-      for cache in 0 3; do
-        /tmp/ic/InferenceCheck bench-generator --device cuda:0 --dtype $dtype --resolution $resolution --deepcache $cache --iterations 3 \
-          2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
-      done
+  for resolution in 256 512; do
+    for cache in 0 3; do
+      /tmp/ic/InferenceCheck bench-generator --device cuda:0 --dtype float16 --resolution $resolution --deepcache $cache --iterations 2 --frames 250 \
+        2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
+      if [ -n "${LATENTSYNC:-}" ]; then
+        python3 "$here/reference_generator.py" --latentsync "$LATENTSYNC" --resolution $resolution --deepcache $cache 2>>"$out/bench.log" | tee -a "$out/generator.jsonl"
+      fi
     done
   done
+  python3 - "$out/generator.jsonl" <<'PY' | tee "$out/generator_summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+for r in (r for r in rows if r.get("impl") == "swift"):
+    ref = next((p for p in rows if p.get("impl") == "reference" and p["resolution"] == r["resolution"] and p["deepcache"] == r["deepcache"]), None)
+    line = f"{r['resolution']} px, DeepCache {r['deepcache'] or 'off'}: swift {r['clip_frames_per_s']:.2f} frames/s, peak {r['clip_peak_bytes'] / 2**30:.2f} GiB"
+    if ref:
+        line += f" | reference {ref['frames_per_s']:.2f} frames/s, peak {ref['peak_bytes'] / 2**30:.2f} GiB | ratio {r['clip_frames_per_s'] / ref['frames_per_s']:.2f}"
+    print(line)
+PY
 fi
 if [ "$bench" = bench ] || [ "$bench" = all ]; then
   : >"$out/bench.jsonl"

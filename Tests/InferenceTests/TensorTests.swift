@@ -161,4 +161,48 @@ import Testing
         #expect(Self.close(try small.activation(.sigmoid).floats(), [1, 2, 3, 4].map { 1 / (1 + exp(-$0)) }))
         #expect(Self.close(try Functional.avgPool(small, kernel: [2, 2], stride: [2, 2]).floats(), [2.5]))
     }
+
+    /// `group_norm_frames` on (B·F, C, H, W) equals the reference's GroupNorm of the (B, C, F, H, W)
+    /// view (statistics pooled over each item's frames), with and without SiLU, from either layout;
+    /// frames = 1 is a per-frame GroupNorm.
+    @Test func groupNormOverFramesMatchesTheFiveDimensionalOne() throws {
+        let (items, frames, c, h, w) = (2, 3, 64, 4, 5)
+        let x = try Tensor(Self.random(items * frames * c * h * w, seed: 7).enumerated().map { $0.element * 3 + Float($0.offset % 11) }, shape: [items * frames, c, h, w])
+        let weight = try Tensor(Self.random(c, seed: 8).map { $0 + 1 }, shape: [c]), bias = try Tensor(Self.random(c, seed: 9), shape: [c])
+        let five = try x.reshaped([items, frames, c, h, w]).permuted([0, 2, 1, 3, 4])
+        let expected = try Functional.groupNorm(five, groups: 32, weight: weight, bias: bias, eps: 1e-5).permuted([0, 2, 1, 3, 4]).reshaped([items * frames, c, h, w])
+        let perFrame = try Functional.groupNorm(x, groups: 32, weight: weight, bias: bias, eps: 1e-6)
+        for channelsLast in [false, true] {
+            let input = try x.contiguous(channelsLast: channelsLast)
+            #expect(try input.floats() == x.floats())
+            let y = try Functional.groupNorm(frames: input, frames: frames, groups: 32, weight: weight, bias: bias, eps: 1e-5)
+            #expect(Self.close(try y.floats(), try expected.floats(), 1e-5), "channels-last \(channelsLast)")
+            let activated = try Functional.groupNorm(frames: input, frames: frames, groups: 32, weight: weight, bias: bias, eps: 1e-5, silu: true)
+            #expect(Self.close(try activated.floats(), try expected.activation(.silu).floats(), 1e-5))
+            let single = try Functional.groupNorm(frames: input, frames: 1, groups: 32, weight: weight, bias: bias, eps: 1e-6)
+            #expect(Self.close(try single.floats(), try perFrame.floats(), 1e-5))
+        }
+        #expect(throws: TorchError.self) { try Functional.groupNorm(frames: x, frames: 4, groups: 32, weight: weight, bias: bias, eps: 1e-5) }
+    }
+
+    /// The profiler records the operators run under it and writes a Chrome trace — or, with a libtorch
+    /// built without Kineto (Debian's), says exactly that.
+    @Test func profilerWritesAChromeTrace() throws {
+        let backend = try TorchBackend.shared()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("profile-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let a = try Tensor(Self.random(64 * 64, seed: 3), shape: [64, 64])
+        let product: Tensor
+        do {
+            product = try backend.profiled(cuda: false, to: path) { try a.matmul(a) }
+        } catch {
+            #expect("\(error)".contains("Kineto"), "\(error)")
+            #expect(!FileManager.default.fileExists(atPath: path))
+            return
+        }
+        #expect(try product.shape == [64, 64])
+        let trace = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        let names = (trace?["traceEvents"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(names.contains { $0.hasPrefix("aten::m") }, "\(names.prefix(20))")
+    }
 }

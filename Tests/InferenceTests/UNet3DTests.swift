@@ -18,10 +18,12 @@ import Testing
         #expect(small.parameters == 5_321_380 && small.shapes.count == 1244)
     }
 
-    @Test func noisePredictionMatchesTheReference() throws {
+    /// In both activation layouts: contiguous (the CPU's default) and channels-last (CUDA's default).
+    @Test(arguments: [false, true]) func noisePredictionMatchesTheReference(channelsLast: Bool) throws {
         let dir = try Golden.directory.appendingPathComponent("unet3d_small")
-        let (unet, report) = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small)
-        #expect(report.parameters == 5_321_380)
+        let (unet, report) = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small,
+                                                           channelsLast: channelsLast)
+        #expect(report.parameters == 5_321_380 && unet.channelsLast == channelsLast)
         let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
         let sample = try io.float32("sample"), context = try io.float32("encoder_hidden_states")
         var recorded: [String: Tensor] = [:]
@@ -50,7 +52,7 @@ import Testing
         let output10 = try unet(Tensor(sample10, shape: [2, 13, 10, 16, 16]), timestep: 501, context: Tensor(context10, shape: [20, 50, 384]))
         let d10 = Self.maxDifference(try output10.floats(), try io.float32("output_10frames"))
         #expect(d10 <= 1e-4, "10-frame output differs by \(d10)")
-        print("U-Net on CPU: output \(d), 10 frames \(d10)")
+        print("U-Net on CPU (\(channelsLast ? "channels-last" : "contiguous")): output \(d), 10 frames \(d10)")
     }
 
     /// DeepCache: a cached step given the full step's own inputs reproduces its output (the cache holds

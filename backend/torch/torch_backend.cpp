@@ -4,8 +4,16 @@
 
 #include <torch/torch.h>
 #include <ATen/autocast_mode.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #ifdef PD_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#endif
+#ifdef PD_WITH_CUDA_KERNELS
+#include <c10/cuda/CUDAStream.h>
+// group_norm_nhwc.cu: GroupNorm (+ SiLU) of channels-last activations without layout copies.
+extern "C" int pd_group_norm_nhwc(const void *x, void *y, int dtype, int64_t items, int64_t positions, int channels, int groups,
+                                  double eps, const float *gamma, const float *beta, int silu, float *partial, int slices,
+                                  float *params, void *stream);
 #endif
 
 #include <algorithm>
@@ -572,6 +580,89 @@ const pd_torch_api api = {
             for (size_t i = 1; i < xs.size(); ++i) sum.add_(xs[i].to(sum.device()));
             sum.div_(double(xs.size()));
             for (auto &x : xs) x.copy_(sum);
+        });
+    },
+    /* contiguous_as */ [](const pd_tensor *x, int32_t channels_last, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "contiguous_as");
+            if (channels_last && v.dim() != 4) throw std::invalid_argument("channels-last needs a 4-D tensor, not " + std::to_string(v.dim()) + "-D");
+            give(v.contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous), out);
+        });
+    },
+    /* group_norm_frames */ [](const pd_tensor *x, int64_t frames, int64_t groups, const pd_tensor *w, const pd_tensor *b, double eps,
+                               int32_t silu, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "group_norm_frames");
+            if (v.dim() != 4) throw std::invalid_argument("group_norm_frames takes (B·F, C, H, W), not a " + std::to_string(v.dim()) + "-D tensor");
+            if (frames < 1 || v.size(0) % frames != 0)
+                throw std::invalid_argument(std::to_string(v.size(0)) + " frames do not split into items of " + std::to_string(frames));
+            const bool channels_last = !v.is_contiguous() && v.is_contiguous(at::MemoryFormat::ChannelsLast);
+            const auto n = v.size(0), c = v.size(1), h = v.size(2), width = v.size(3);
+#ifdef PD_WITH_CUDA_KERNELS
+            // Channels-last on CUDA, nothing to differentiate: our kernel (PyTorch's would copy to NCHW and back).
+            // PD_NATIVE_GROUP_NORM=1 keeps PyTorch's, for comparisons.
+            static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_GROUP_NORM"); return e && e[0] == '1'; }();
+            const auto type = v.scalar_type();
+            const bool differentiable = v.requires_grad() || (w && w->value.requires_grad()) || (b && b->value.requires_grad());
+            if (!native_only && v.is_cuda() && channels_last && !differentiable && groups > 0 && c % groups == 0 &&
+                (type == at::kFloat || type == at::kHalf || type == at::kBFloat16)) {
+                const int64_t items = n / frames, positions = frames * h * width;
+                // Enough (item, slice) blocks to fill the GPU, each with at least 8 positions.
+                const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(1024 / items, positions / 8));
+                const auto floats = v.options().dtype(at::kFloat);
+                auto y = at::empty_like(v);
+                auto partial = at::empty({items * slices * c * 3}, floats), params = at::empty({items * c * 2}, floats);
+                at::Tensor gamma, beta;
+                if (w) gamma = w->value.to(at::kFloat).contiguous();
+                if (b) beta = b->value.to(at::kFloat).contiguous();
+                const int rc = pd_group_norm_nhwc(v.data_ptr(), y.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2, items, positions,
+                                                  int(c), int(groups), eps, gamma.defined() ? gamma.data_ptr<float>() : nullptr,
+                                                  beta.defined() ? beta.data_ptr<float>() : nullptr, silu, partial.data_ptr<float>(), int(slices),
+                                                  params.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(v.device().index()).stream());
+                if (rc == -1) throw std::runtime_error("group_norm_frames: a CUDA kernel did not launch");
+                if (rc == 0) return give(y, out);
+                // -2: a shape the kernel does not take (channels not whole 16-byte runs, or over 4096 half / 2048 float): PyTorch's path below.
+            }
+#endif
+            at::Tensor y;
+            if (frames == 1) {
+                y = at::group_norm(v, groups, optional(w), optional(b), eps);
+                if (silu) y = at::silu_(y);
+                if (channels_last && !y.is_contiguous(at::MemoryFormat::ChannelsLast)) y = y.contiguous(at::MemoryFormat::ChannelsLast);
+            } else {
+                // (B·F, C, H, W) → the (B, C, F, H, W) view the reference normalises (a view in both layouts:
+                // channels-last 4-D memory is channels-last-3d 5-D memory).
+                const auto items = n / frames;
+                auto y5 = at::group_norm(v.reshape({items, frames, c, h, width}).permute({0, 2, 1, 3, 4}), groups, optional(w), optional(b), eps);
+                if (silu) y5 = at::silu_(y5);
+                auto back = y5.permute({0, 2, 1, 3, 4});  // (B, F, C, H, W)
+                // The input's layout again: a view when group_norm kept it, else one copy.
+                if (channels_last ? y5.is_contiguous(at::MemoryFormat::ChannelsLast3d) : back.is_contiguous()) {
+                    y = back.view({n, c, h, width});
+                } else {
+                    y = at::empty({n, c, h, width}, v.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+                    y.view({items, frames, c, h, width}).copy_(back);
+                }
+            }
+            give(y, out);
+        });
+    },
+    /* profiler_start */ [](int32_t cuda) {
+        return guarded([&] {
+            namespace impl = torch::profiler::impl;
+            const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+            std::set<impl::ActivityType> activities{impl::ActivityType::CPU};
+            if (cuda) activities.insert(impl::ActivityType::CUDA);
+            torch::autograd::profiler::prepareProfiler(config, activities);
+            torch::autograd::profiler::enableProfiler(config, activities);
+        });
+    },
+    /* profiler_stop */ [](const char *path) {
+        return guarded([&] {
+            if (!path) throw std::invalid_argument("profiler_stop needs a path");
+            auto result = torch::autograd::profiler::disableProfiler();
+            if (!result) throw std::runtime_error("the profiler was not running");
+            result->save(path);
         });
     },
 };

@@ -155,6 +155,18 @@ typedef struct pd_torch_api {
     /// In-process all-reduce for data parallelism: `count` same-shaped tensors (one per replica, on any devices)
     /// each replaced by their mean, summed on the first one's device.
     int32_t (*mean_across)(pd_tensor *const *ts, int32_t count);
+    /// `x` with the same values in the given memory layout: 0 contiguous (NCHW), 1 channels-last (NHWC; 4-D
+    /// tensors). A no-op when it already is.
+    int32_t (*contiguous_as)(const pd_tensor *x, int32_t channels_last, pd_tensor **out);
+    /// GroupNorm over (B·F, C, H, W) frames whose statistics are pooled over each item's F frames (the reference's
+    /// `GroupNorm` on (B, C, F, H, W)); `frames` 1 is a per-frame GroupNorm. With `silu` ≠ 0 SiLU follows. The
+    /// result keeps `x`'s memory layout (channels-last stays channels-last).
+    int32_t (*group_norm_frames)(const pd_tensor *x, int64_t frames, int64_t groups, const pd_tensor *weight, const pd_tensor *bias,
+                                 double eps, int32_t silu, pd_tensor **out);
+    /// Starts libtorch's (Kineto) profiler: operators on the CPU and, with `cuda` ≠ 0, CUDA kernels.
+    int32_t (*profiler_start)(int32_t cuda);
+    /// Stops it and writes what it recorded as a Chrome trace (JSON) to `path`.
+    int32_t (*profiler_stop)(const char *path);
 } pd_torch_api;
 
 /// `activation` kinds (values are part of the ABI).

@@ -11,6 +11,11 @@ import Glibc
 /// Stable-Diffusion-style U-Net over (B, C, F, H, W) latents with AnimateDiff motion modules. Spatial
 /// layers run per frame; resnet GroupNorms pool over all frames of the window; each frame
 /// cross-attends to its own 50 Whisper tokens; motion modules attend over the frames at each position.
+///
+/// Inside, the hidden state is one (B·F, C, H, W) tensor of frames — where the reference moves between
+/// (B, C, F, H, W) and per-frame views around every layer (a copy each way) — and on CUDA it is kept
+/// channels-last: cuDNN's convolutions read it without converting, and the transformers' tokens
+/// (B·F, H·W, C) are a view of it.
 public struct UNet3DConditionModel: Sendable {
     public struct Config: Sendable, Equatable {
         public var blockOutChannels: [Int]
@@ -29,6 +34,8 @@ public struct UNet3DConditionModel: Sendable {
     public let config: Config
     /// The weights' element type; inputs are converted to it.
     public let dtype: DType
+    /// Whether activations (and convolution weights) are laid out channels-last.
+    public let channelsLast: Bool
     let timeLinear1: Linear, timeLinear2: Linear
     let convIn: FrameConv
     let downBlocks: [UNetBlock]
@@ -36,14 +43,18 @@ public struct UNet3DConditionModel: Sendable {
     let upBlocks: [UNetBlock]
     let normOut: GroupNorm, convOut: FrameConv
 
-    public init(_ w: WeightSource, config c: Config = .stage2) throws {
+    /// - Parameter channelsLast: the activations' layout; nil: channels-last on CUDA (where cuDNN's fast
+    ///   convolutions want it), contiguous on the CPU. Results agree either way.
+    public init(_ w: WeightSource, config c: Config = .stage2, channelsLast: Bool? = nil) throws {
         config = c
         dtype = w.dtype
+        let layout = channelsLast ?? (w.device != .cpu)
+        self.channelsLast = layout
         let root = WeightPath(), widths = c.blockOutChannels, timeWidth = 4 * widths[0]
         timeLinear1 = try Linear(w, root("time_embedding")("linear_1"), in: widths[0], out: timeWidth)
         timeLinear2 = try Linear(w, root("time_embedding")("linear_2"), in: timeWidth, out: timeWidth)
-        convIn = try FrameConv(w, root("conv_in"), in: c.inChannels, out: widths[0], kernel: 3, padding: 1)
-        let parts = UNetParts(w: w, config: c, timeWidth: timeWidth)
+        convIn = try FrameConv(w, root("conv_in"), in: c.inChannels, out: widths[0], kernel: 3, padding: 1, channelsLast: layout)
+        let parts = UNetParts(w: w, config: c, timeWidth: timeWidth, channelsLast: layout)
         var skips = [widths[0]], channels = widths[0]
         downBlocks = try widths.enumerated().map { i, out in
             let path = root("down_blocks")[i]
@@ -55,7 +66,8 @@ public struct UNet3DConditionModel: Sendable {
             }
             let last = i == widths.count - 1
             if !last { skips.append(out) }
-            return UNetBlock(layers: layers, resample: last ? nil : try FrameConv(w, path("downsamplers")[0]("conv"), in: out, out: out, kernel: 3, stride: 2, padding: 1),
+            return UNetBlock(layers: layers, resample: last ? nil : try FrameConv(w, path("downsamplers")[0]("conv"), in: out, out: out, kernel: 3, stride: 2,
+                                                                                  padding: 1, channelsLast: layout),
                              upsample: false)
         }
         let midPath = root("mid_block"), top = widths.last!
@@ -70,11 +82,12 @@ public struct UNet3DConditionModel: Sendable {
                 channels = out
             }
             let last = i == widths.count - 1
-            return UNetBlock(layers: layers, resample: last ? nil : try FrameConv(w, path("upsamplers")[0]("conv"), in: out, out: out, kernel: 3, padding: 1),
+            return UNetBlock(layers: layers, resample: last ? nil : try FrameConv(w, path("upsamplers")[0]("conv"), in: out, out: out, kernel: 3, padding: 1,
+                                                                                  channelsLast: layout),
                              upsample: true)
         }
         normOut = try GroupNorm(w, root("conv_norm_out"), groups: 32, channels: widths[0], eps: 1e-5)
-        convOut = try FrameConv(w, root("conv_out"), in: widths[0], out: c.outChannels, kernel: 3, padding: 1)
+        convOut = try FrameConv(w, root("conv_out"), in: widths[0], out: c.outChannels, kernel: 3, padding: 1, channelsLast: layout)
     }
 
     /// Parameters of a configuration (counted without allocating them).
@@ -84,9 +97,10 @@ public struct UNet3DConditionModel: Sendable {
         return recorder.parameters
     }
 
-    public static func load(_ archive: any TensorArchive, config: Config = .stage2, device: Device = .cpu, dtype: DType = .float32) throws -> (UNet3DConditionModel, StrictLoader.Report) {
+    public static func load(_ archive: any TensorArchive, config: Config = .stage2, device: Device = .cpu, dtype: DType = .float32,
+                            channelsLast: Bool? = nil) throws -> (UNet3DConditionModel, StrictLoader.Report) {
         let loader = StrictLoader(archive)
-        let model = try UNet3DConditionModel(WeightSource(loader, device: device, dtype: dtype), config: config)
+        let model = try UNet3DConditionModel(WeightSource(loader, device: device, dtype: dtype), config: config, channelsLast: channelsLast)
         return (model, try loader.finish())
     }
 
@@ -125,46 +139,56 @@ public struct UNet3DConditionModel: Sendable {
         let sample = try sample.dtype == dtype ? sample : sample.to(device, dtype)
         let context = try context.dtype == dtype ? context : context.to(device, dtype)
         let shape = try sample.shape
-        let batch = shape[0]
+        let (batch, frames) = (shape[0], shape[2])
         var features = try Tensor(Self.timestepFeatures(Array(repeating: timestep, count: batch), width: config.blockOutChannels[0]),
                                   shape: [batch, config.blockOutChannels[0]], device: device, backend: sample.backend)
         if dtype != .float32 { features = try features.to(device, dtype) }
         record?("act.time_proj", features)
         let emb = try timeLinear2(timeLinear1(features).activation(.silu))
         record?("act.time_embedding", emb)
-        let step = UNetStep(embedding: try emb.activation(.silu), context: context, frames: shape[2])
+        // SiLU(embedding) once per frame (row b·F + f), for the resnets' per-channel shifts.
+        let width = try emb.shape[1]
+        let frameEmbedding = try Tensor.cat(Array(repeating: emb.activation(.silu).reshaped([batch, 1, width]), count: frames), dim: 1)
+            .reshaped([batch * frames, width])
+        let step = UNetStep(embedding: frameEmbedding, context: context, frames: frames)
+        // (B, C, F, H, W) → frames (B·F, C, H, W) in the model's layout, and back for the caller and the records.
+        let input = try sample.framesAsBatch().contiguous(channelsLast: channelsLast)
+        func items(_ t: Tensor) throws -> Tensor { try t.batchAsFrames(frames) }
+        func output(_ h: Tensor) throws -> Tensor {
+            try items(convOut(normOut(frames: h, frames, silu: true))).contiguous(channelsLast: false)
+        }
         let finalLayer = upBlocks.last!.layers.last!
         if let cache, let hidden = cache.hidden, index % cache.interval != 0 {
             cache.cachedSteps += 1
-            let h = try finalLayer(Tensor.cat([hidden, convIn(sample)], dim: 1), step)
-            return try convOut(normOut(h).activation(.silu))
+            return try output(finalLayer(Tensor.cat([hidden, convIn(input)], dim: 1), step))
         }
         cache?.fullSteps += 1
-        var h = try convIn(sample)
+        var h = try convIn(input)
         var skips = [h]
         for (i, block) in downBlocks.enumerated() {
             for layer in block.layers {
-                h = try layer(h, step, record: i == 2 && layer === block.layers.first ? { record?("act.down_blocks.2.\($0)", $1) } : nil)
+                h = try layer(h, step, record: i == 2 && layer === block.layers.first && record != nil ? { try record?("act.down_blocks.2.\($0)", items($1)) } : nil)
                 skips.append(h)
             }
             if let conv = block.resample { h = try conv(h); skips.append(h) }
-            record?("act.down_blocks.\(i)", h)
+            if let record { record("act.down_blocks.\(i)", try items(h)) }
         }
         h = try mid.2(mid.1(mid.0(h, step), step), step)
-        record?("act.mid_block", h)
+        if let record { record("act.mid_block", try items(h)) }
         for (i, block) in upBlocks.enumerated() {
             for layer in block.layers {
                 if layer === finalLayer { cache?.hidden = h }
                 h = try layer(Tensor.cat([h, skips.removeLast()], dim: 1), step)
             }
-            if let conv = block.resample { h = try conv(Functional.upsampleNearest(h, factors: [1, 2, 2])) }
-            record?("act.up_blocks.\(i)", h)
+            if let conv = block.resample { h = try conv(Functional.upsampleNearest(h, factors: [2, 2])) }
+            if let record { record("act.up_blocks.\(i)", try items(h)) }
         }
-        return try convOut(normOut(h).activation(.silu))
+        return try output(h)
     }
 }
 
-/// What every layer of one forward shares: SiLU(time embedding), the audio context and the frame count.
+/// What every layer of one forward shares: SiLU(time embedding) per frame (B·F rows), the audio
+/// context (B·F, 50, 384) and the frame count F.
 struct UNetStep {
     let embedding: Tensor, context: Tensor, frames: Int
 }
@@ -183,18 +207,18 @@ final class UNetLayer: Sendable {
         self.resnet = resnet; self.transformer = transformer; self.motion = motion
     }
 
-    func callAsFunction(_ x: Tensor, _ step: UNetStep, record: ((String, Tensor) -> Void)? = nil) throws -> Tensor {
+    func callAsFunction(_ x: Tensor, _ step: UNetStep, record: ((String, Tensor) throws -> Void)? = nil) throws -> Tensor {
         var h = try resnet(x, step)
-        record?("resnets.0", h)
-        if let transformer { h = try transformer(h, step); record?("attentions.0", h) }
-        if let motion { h = try motion(h, step); record?("motion_modules.0", h) }
+        try record?("resnets.0", h)
+        if let transformer { h = try transformer(h, step); try record?("attentions.0", h) }
+        if let motion { h = try motion(h, step); try record?("motion_modules.0", h) }
         return h
     }
 }
 
 /// Builds the layers with their checkpoint names.
 struct UNetParts {
-    let w: WeightSource, config: UNet3DConditionModel.Config, timeWidth: Int
+    let w: WeightSource, config: UNet3DConditionModel.Config, timeWidth: Int, channelsLast: Bool
 
     func layer(_ block: WeightPath, _ j: Int, in inChannels: Int, out: Int, transformer: Bool) throws -> UNetLayer {
         UNetLayer(resnet: try resnet(block("resnets")[j], in: inChannels, out: out),
@@ -204,7 +228,7 @@ struct UNetParts {
     }
 
     func resnet(_ path: WeightPath, in inChannels: Int, out: Int) throws -> ResnetBlock3D {
-        try ResnetBlock3D(w, path, in: inChannels, out: out, timeWidth: timeWidth)
+        try ResnetBlock3D(w, path, in: inChannels, out: out, timeWidth: timeWidth, channelsLast: channelsLast)
     }
 
     func transformer(_ path: WeightPath, channels: Int) throws -> SpatialTransformer3D {
@@ -216,20 +240,21 @@ struct UNetParts {
 struct ResnetBlock3D: Sendable {
     let norm1: GroupNorm, conv1: FrameConv, timeProjection: Linear, norm2: GroupNorm, conv2: FrameConv, shortcut: FrameConv?
 
-    init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, timeWidth: Int) throws {
+    init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, timeWidth: Int, channelsLast: Bool) throws {
         norm1 = try GroupNorm(w, path("norm1"), groups: 32, channels: inChannels, eps: 1e-5)
-        conv1 = try FrameConv(w, path("conv1"), in: inChannels, out: out, kernel: 3, padding: 1)
+        conv1 = try FrameConv(w, path("conv1"), in: inChannels, out: out, kernel: 3, padding: 1, channelsLast: channelsLast)
         timeProjection = try Linear(w, path("time_emb_proj"), in: timeWidth, out: out)
         norm2 = try GroupNorm(w, path("norm2"), groups: 32, channels: out, eps: 1e-5)
-        conv2 = try FrameConv(w, path("conv2"), in: out, out: out, kernel: 3, padding: 1)
-        shortcut = inChannels == out ? nil : try FrameConv(w, path("conv_shortcut"), in: inChannels, out: out, kernel: 1)
+        conv2 = try FrameConv(w, path("conv2"), in: out, out: out, kernel: 3, padding: 1, channelsLast: channelsLast)
+        shortcut = inChannels == out ? nil : try FrameConv(w, path("conv_shortcut"), in: inChannels, out: out, kernel: 1, channelsLast: channelsLast)
     }
 
+    /// `x`: (B·F, C, H, W) frames.
     func callAsFunction(_ x: Tensor, _ step: UNetStep) throws -> Tensor {
-        var h = try conv1(norm1(x).activation(.silu))
+        var h = try conv1(norm1(frames: x, step.frames, silu: true))
         let t = try timeProjection(step.embedding)
-        h = try h + t.reshaped(try t.shape + [1, 1, 1])
-        h = try conv2(norm2(h).activation(.silu))
+        h = try h + t.reshaped(try t.shape + [1, 1])
+        h = try conv2(norm2(frames: h, step.frames, silu: true))
         return try h + (shortcut.map { try $0(x) } ?? x)
     }
 }
@@ -241,22 +266,35 @@ extension Tensor {
         return try permuted([0, 2, 1, 3, 4]).reshaped([s[0] * s[2], s[1], s[3], s[4]])
     }
 
-    /// (B·F, C, H, W) → (B, C, F, H, W).
+    /// (B·F, C, H, W) → (B, C, F, H, W) (a view).
     func batchAsFrames(_ frames: Int) throws -> Tensor {
         let s = try shape
         return try reshaped([s[0] / frames, frames, s[1], s[2], s[3]]).permuted([0, 2, 1, 3, 4])
     }
+
+    /// (N, C, H, W) → (N, H·W, C) tokens: a view of channels-last memory, a copy otherwise.
+    func tokens() throws -> Tensor {
+        let s = try shape
+        return try permuted([0, 2, 3, 1]).reshaped([s[0], s[2] * s[3], s[1]])
+    }
+
+    /// (N, H·W, C) tokens → (N, C, H, W) in the layout of `like` (a view for channels-last).
+    func image(like like: Tensor) throws -> Tensor {
+        let s = try like.shape
+        return try reshaped([s[0], s[2], s[3], s[1]]).permuted([0, 3, 1, 2])
+    }
 }
 
 /// `Transformer3DModel` (spatial, per frame): GN → 1×1 `proj_in` → tokens → self-attention,
-/// cross-attention to the frame's audio tokens, GEGLU feed-forward → `proj_out` → + input.
+/// cross-attention to the frame's audio tokens, GEGLU feed-forward → `proj_out` → + input. The 1×1
+/// convolutions are applied to the tokens as the linear maps they are.
 struct SpatialTransformer3D: Sendable {
-    let norm: GroupNorm, projectIn: Conv, projectOut: Conv
+    let norm: GroupNorm, projectIn: PointwiseConv, projectOut: PointwiseConv
     let norm1: LayerNorm, attn1: MultiHeadAttention, norm2: LayerNorm, attn2: MultiHeadAttention, norm3: LayerNorm, ff: GEGLUFeedForward
 
     init(_ w: WeightSource, _ path: WeightPath, channels c: Int, contextChannels: Int, heads: Int) throws {
         norm = try GroupNorm(w, path("norm"), groups: 32, channels: c, eps: 1e-6)
-        projectIn = try Conv(w, path("proj_in"), in: c, out: c, kernel: [1, 1])
+        projectIn = try PointwiseConv(w, path("proj_in"), channels: c)
         let block = path("transformer_blocks")[0]
         norm1 = try LayerNorm(w, block("norm1"), features: c)
         attn1 = try MultiHeadAttention(w, block("attn1"), channels: c, heads: heads, qkvBias: false)
@@ -264,19 +302,16 @@ struct SpatialTransformer3D: Sendable {
         attn2 = try MultiHeadAttention(w, block("attn2"), channels: c, contextChannels: contextChannels, heads: heads, qkvBias: false)
         norm3 = try LayerNorm(w, block("norm3"), features: c)
         ff = try GEGLUFeedForward(w, block("ff"), channels: c)
-        projectOut = try Conv(w, path("proj_out"), in: c, out: c, kernel: [1, 1])
+        projectOut = try PointwiseConv(w, path("proj_out"), channels: c)
     }
 
+    /// `x`: (B·F, C, H, W) frames.
     func callAsFunction(_ x: Tensor, _ step: UNetStep) throws -> Tensor {
-        let residual = try x.framesAsBatch()
-        let s = try residual.shape
-        let (n, c, hw) = (s[0], s[1], s[2] * s[3])
-        var t = try projectIn(norm(residual)).reshaped([n, c, hw]).permuted([0, 2, 1])
+        var t = try projectIn(norm(frames: x, 1).tokens())
         t = try t + attn1(norm1(t))
         t = try t + attn2(norm2(t), context: step.context)
         t = try t + ff(norm3(t))
-        let out = try projectOut(t.permuted([0, 2, 1]).reshaped(s)) + residual
-        return try out.batchAsFrames(step.frames)
+        return try projectOut(t).image(like: x) + x
     }
 }
 
@@ -312,20 +347,32 @@ struct MotionModule: Sendable {
         return table
     }
 
+    /// `x`: (B·F, C, H, W) frames.
     func callAsFunction(_ x: Tensor, _ step: UNetStep) throws -> Tensor {
-        let residual = try x.framesAsBatch()
-        let s = try residual.shape
+        let s = try x.shape
         let (n, c, hw, frames) = (s[0], s[1], s[2] * s[3], step.frames)
         let b = n / frames
-        var t = try projectIn(norm(residual).reshaped([n, c, hw]).permuted([0, 2, 1]))  // (B·F, HW, C)
+        var t = try projectIn(norm(frames: x, 1).tokens())  // (B·F, HW, C)
         for a in 0..<2 {
-            // Each position of each item becomes a sequence over the frames: (B·HW, F, C).
-            let sequences = try norms[a](t).reshaped([b, frames, hw, c]).permuted([0, 2, 1, 3]).reshaped([b * hw, frames, c])
-            let attended = try attentions[a](sequences + positions[a].narrowed(1, 0..<frames))
-            t = try t + attended.reshaped([b, hw, frames, c]).permuted([0, 2, 1, 3]).reshaped([n, hw, c])
+            // Attention over the frames at each position of each item; the positional table is added
+            // per frame: (B, F, HW, C) + (1, F, 1, C).
+            let input = try norms[a](t).reshaped([b, frames, hw, c]) + positions[a].narrowed(1, 0..<frames).reshaped([1, frames, 1, c])
+            t = try t + attentions[a].alongSecondDimension(input).reshaped([n, hw, c])
         }
         t = try t + ff(ffNorm(t))
-        let out = try projectOut(t).permuted([0, 2, 1]).reshaped(s) + residual
-        return try out.batchAsFrames(step.frames)
+        return try projectOut(t).image(like: x) + x
     }
+}
+
+/// A 1×1 convolution's `[C, C, 1, 1]` weight applied to (N, L, C) tokens as a linear map.
+struct PointwiseConv: Sendable {
+    let weight: Tensor, bias: Tensor
+
+    init(_ w: WeightSource, _ path: WeightPath, channels c: Int) throws {
+        let conv = try Conv(w, path, in: c, out: c, kernel: [1, 1])
+        weight = w.isShapesOnly ? conv.weight : try conv.weight.reshaped([c, c])
+        bias = conv.bias!
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.linear(x, weight: weight, bias: bias) }
 }

@@ -37,6 +37,19 @@ public struct MultiHeadAttention: Sendable {
         let mixed = try Functional.attention(q: q, k: k, v: v).permuted([0, 2, 1, 3]).reshaped([b, l, c])
         return try toOut(mixed)
     }
+
+    /// Self-attention along dimension 1 of (B, S, L, C) tokens, separately at each of the L positions —
+    /// what AnimateDiff's motion modules compute after rearranging to (B·L, S, C). Here positions and
+    /// heads together play the attention's head dimension: q, k and v are views of the projections,
+    /// and with CUDA's fused attention kernels (which take strided inputs and write (B, S, heads, d)
+    /// memory) neither the rearrangement nor its inverse is copied.
+    public func alongSecondDimension(_ x: Tensor) throws -> Tensor {
+        let shape = try x.shape
+        let (b, s, l, c) = (shape[0], shape[1], shape[2], shape[3])
+        func split(_ t: Tensor) throws -> Tensor { try t.reshaped([b, s, l * heads, c / heads]).permuted([0, 2, 1, 3]) }
+        let mixed = try Functional.attention(q: split(toQ(x)), k: split(toK(x)), v: split(toV(x)))  // (B, L·heads, S, d)
+        return try toOut(mixed.permuted([0, 2, 1, 3]).reshaped([b, s, l, c]))
+    }
 }
 
 /// diffusers' `FeedForward` with GEGLU: `net.0.proj` (C → 2·inner), `a · GELU(g)` over the two halves,
@@ -51,10 +64,13 @@ public struct GEGLUFeedForward: Module {
         out = try Linear(w, path("net")[2], in: inner, out: channels)
     }
 
+    /// The projection runs as two products, one per half of `net.0.proj`'s rows (taken as views at each
+    /// call, so training still reaches the stored weight): the halves come out contiguous, and GELU and
+    /// the product run as vectorised kernels instead of strided ones over one (…, 2·inner) output.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let p = try project(x)
-        let last = try p.shape.count - 1
-        let gated = try p.narrowed(last, 0..<inner) * p.narrowed(last, inner..<(2 * inner)).activation(.gelu)
-        return try out(gated)
+        func half(_ rows: Range<Int>) throws -> Tensor {
+            try Functional.linear(x, weight: project.weight.narrowed(0, rows), bias: project.bias?.narrowed(0, rows))
+        }
+        return try out(half(0..<inner) * half(inner..<(2 * inner)).activation(.gelu))
     }
 }

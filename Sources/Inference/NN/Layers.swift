@@ -84,6 +84,11 @@ public struct GroupNorm: Module {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps) }
+
+    /// (B·F, C, H, W) frames, statistics pooled over each item's `frames` frames (1: per frame), then SiLU if asked.
+    public func callAsFunction(frames x: Tensor, _ frames: Int, silu: Bool = false) throws -> Tensor {
+        try Functional.groupNorm(frames: x, frames: frames, groups: groups, weight: weight, bias: bias, eps: eps, silu: silu)
+    }
 }
 
 /// `torch.nn.LayerNorm(features, eps)` over the last dimension.
@@ -140,32 +145,21 @@ public struct Sequential: Module {
     }
 }
 
-/// A 2-D convolution applied to every frame of a (B, C, F, H, W) tensor. Two equivalent ways: the
-/// checkpoint's `[out, in, kh, kw]` weight viewed as a depth-1 3-D kernel (no copies), or frames folded
-/// into the batch around a 2-D convolution (a copy each way, but cuDNN's 2-D kernels are the fast
-/// ones); `PIPELINED_FRAME_CONV=3d` selects the first, the default is the second.
+/// A 2-D convolution of (B·F, C, H, W) frames. With `channelsLast` its weight is stored channels-last,
+/// the layout cuDNN's fastest kernels read and write (activations in that layout are then never converted).
 public struct FrameConv: Module {
-    public let weight: Tensor, weight3D: Tensor, bias: Tensor?
+    public let weight: Tensor, bias: Tensor?
     public let stride: Int, padding: Int
-    static let folded = ProcessInfo.processInfo.environment["PIPELINED_FRAME_CONV"] != "3d"
 
-    public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int = 0) throws {
+    public init(_ w: WeightSource, _ path: WeightPath, in inChannels: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
+                channelsLast: Bool = false) throws {
         let conv = try Conv(w, path, in: inChannels, out: out, kernel: [kernel, kernel])
-        weight = conv.weight
-        weight3D = w.isShapesOnly ? conv.weight : try conv.weight.reshaped([out, inChannels, 1, kernel, kernel])
+        weight = channelsLast && !w.isShapesOnly ? try conv.weight.contiguous(channelsLast: true) : conv.weight
         bias = conv.bias
         self.stride = stride; self.padding = padding
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard Self.folded else {
-            return try Functional.convolution(x, weight: weight3D, bias: bias, stride: [1, stride, stride], padding: [0, padding, padding])
-        }
-        let s = try x.shape
-        let (b, f) = (s[0], s[2])
-        let frames = try x.permuted([0, 2, 1, 3, 4]).reshaped([b * f, s[1], s[3], s[4]])
-        let y = try Functional.convolution(frames, weight: weight, bias: bias, stride: [stride, stride], padding: [padding, padding])
-        let o = try y.shape
-        return try y.reshaped([b, f, o[1], o[2], o[3]]).permuted([0, 2, 1, 3, 4])
+        try Functional.convolution(x, weight: weight, bias: bias, stride: [stride, stride], padding: [padding, padding])
     }
 }

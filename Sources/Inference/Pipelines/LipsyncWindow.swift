@@ -48,22 +48,24 @@ public struct LipsyncWindow: Sendable {
     /// - Returns: the pasted frames in the [−1, 1] convention, (F, 3, R, R) float32 on the device.
     public func generate(frames: [[UInt8]], mask: Mask, audio: Tensor, noise: [Float], trace: UnsafeMutablePointer<Trace>? = nil) throws -> Tensor {
         let r = mask.size, n = frames.count, plane = r * r, h = r / 8
-        // Reference frames (u8/255 − 0.5)/0.5 in float32; masked = float32(float64(ref) · mask).
-        var reference = [Float](repeating: 0, count: n * 3 * plane), masked = reference
+        // The frames travel as bytes and become floats on the device (a quarter of the upload, no CPU
+        // conversion): reference = (u8/255 − 0.5)/0.5 in float32, masked = float32(float64(reference) · mask),
+        // the reference's arithmetic.
+        var bytes = [UInt8](); bytes.reserveCapacity(n * plane * 3)
         for (f, frame) in frames.enumerated() {
             precondition(frame.count == plane * 3, "frame \(f) is not \(r)×\(r) RGB")
-            for c in 0..<3 {
-                for p in 0..<plane {
-                    let v = (Float(frame[p * 3 + c]) / 255 - 0.5) / 0.5
-                    reference[(f * 3 + c) * plane + p] = v
-                    masked[(f * 3 + c) * plane + p] = Float(Double(v) * mask.values[p])
-                }
-            }
+            bytes += frame
         }
-        let referenceImages = try Tensor(reference, shape: [n, 3, r, r], device: device)
+        let u8 = try bytes.withUnsafeBytes { try Tensor(bytes: $0, dtype: .uint8, shape: [n, r, r, 3], device: device) }
+        let referenceImages = try (u8.permuted([0, 3, 1, 2]).contiguous(channelsLast: false).to(device, .float32) / Tensor([255], shape: [1], device: device))
+            .affine(scale: 1, shift: -0.5).affine(scale: 2)
+        let maskValues = try mask.values.withUnsafeBytes { try Tensor(bytes: $0, dtype: .float64, shape: [1, 1, r, r], device: device) }
+        let maskedImages = try (referenceImages.to(device, .float64) * maskValues).to(device, .float32)
         // (F, 4, h, w) → (1, 4, F, h, w).
-        func latents(_ images: Tensor) throws -> Tensor { try vae.latents(images).permuted([1, 0, 2, 3]).reshaped([1, 4, n, h, h]) }
-        let maskedLatents = try latents(Tensor(masked, shape: [n, 3, r, r], device: device))
+        func latents(_ images: Tensor) throws -> Tensor {
+            try Tensor.cat(Self.chunks(n, side: r).map { try vae.latents(images.narrowed(0, $0)) }, dim: 0).permuted([1, 0, 2, 3]).reshaped([1, 4, n, h, h])
+        }
+        let maskedLatents = try latents(maskedImages)
         let referenceLatents = try latents(referenceImages)
         trace?.pointee.maskedLatents = maskedLatents
         trace?.pointee.referenceLatents = referenceLatents
@@ -85,26 +87,28 @@ public struct LipsyncWindow: Sendable {
             current = try scheduler.step(guided, at: t, sample: current).previous
             trace?.pointee.latents.append(current)
         }
-        let decoded = try vae.decode(current.permuted([0, 2, 1, 3, 4]).reshaped([n, 4, h, h]))
+        let final = try current.permuted([0, 2, 1, 3, 4]).reshaped([n, 4, h, h])
+        let decoded = try Tensor.cat(Self.chunks(n, side: r).map { try vae.decode(final.narrowed(0, $0)) }, dim: 0)
         // Paste: m' = float32(1 − mask) keeps the generator's pixels where the mask is 0.
         let generated = try Tensor(mask.values.map { Float(1 - $0) }, shape: [1, 1, r, r], device: device)
         let kept = try generated.affine(scale: -1, shift: 1)
         return try decoded * generated + referenceImages * kept
     }
 
-    /// `trunc(clamp(x/2 + 0.5, 0, 1) · 255)` per value, HWC u8 frames from (F, 3, R, R) in [−1, 1].
+    /// The VAE's batches: frames in groups of at most ~1 M pixels (all 16 at 256, 4 at 512). The VAE
+    /// treats every image alone, so this changes no value; it bounds the decoder's activations, which at
+    /// 512 (256 channels at full resolution) would otherwise set the window's peak memory.
+    static func chunks(_ n: Int, side: Int) -> [Range<Int>] {
+        let size = max(1, (1 << 20) / (side * side))
+        return stride(from: 0, to: n, by: size).map { $0..<min($0 + size, n) }
+    }
+
+    /// `trunc(clamp(x/2 + 0.5, 0, 1) · 255)` per value, HWC u8 frames from (F, 3, R, R) in [−1, 1];
+    /// computed where the tensor is, so only bytes come back.
     public static func frames(_ pasted: Tensor) throws -> [[UInt8]] {
-        let s = try pasted.shape, values = try pasted.floats()
-        let (n, r) = (s[0], s[2]), plane = r * r
-        return (0..<n).map { f in
-            var out = [UInt8](repeating: 0, count: plane * 3)
-            for c in 0..<3 {
-                for p in 0..<plane {
-                    let v = min(max(values[(f * 3 + c) * plane + p] / 2 + 0.5, 0), 1) * 255
-                    out[p * 3 + c] = UInt8(v)
-                }
-            }
-            return out
-        }
+        let s = try pasted.shape
+        let (n, r) = (s[0], s[2]), size = r * r * 3
+        let bytes = try pasted.affine(scale: 0.5, shift: 0.5).clamped(0, 1).affine(scale: 255).to(pasted.device, .uint8).permuted([0, 2, 3, 1]).uint8s()
+        return (0..<n).map { Array(bytes[($0 * size)..<(($0 + 1) * size)]) }
     }
 }

@@ -54,6 +54,19 @@ extension TorchBackend {
         try check(api.reset_peak_memory!(Int32(index)), "reset peak memory of \(device)")
     }
 
+    /// Runs `body` under libtorch's profiler (operators, and CUDA kernels when `cuda`) and writes the
+    /// recording as a Chrome trace to `path` (`Benchmarks/ModelBenchmark/kernel_summary.py` sums it up).
+    public func profiled<T>(cuda: Bool, to path: String, _ body: () throws -> T) throws -> T {
+        try check(api.profiler_start!(cuda ? 1 : 0), "start the profiler")
+        let result: T
+        do { result = try body() } catch {
+            _ = path.withCString { api.profiler_stop!($0) }
+            throw error
+        }
+        try check(path.withCString { api.profiler_stop!($0) }, "write the profile to \(path)")
+        return result
+    }
+
     /// Allows TensorFloat-32 on CUDA (PyTorch's defaults: convolutions yes, matmuls no). Parity
     /// checks turn it off; throughput runs keep PyTorch's defaults so comparisons are like for like.
     public func allowTF32(matmul: Bool, convolution: Bool) throws {

@@ -60,6 +60,16 @@ public final class Tensor: @unchecked Sendable {
         return out
     }
 
+    /// The values as bytes on the host (a uint8 tensor's own values; others are converted like `.to(torch.uint8)`).
+    public func uint8s() throws -> [UInt8] {
+        let count = try shape.reduce(1, *)
+        var out = [UInt8](repeating: 0, count: count)
+        try out.withUnsafeMutableBytes { raw in
+            try backend.check(backend.api.to_host!(handle, PD_UINT8, raw.baseAddress, Int64(raw.count)), "to host")
+        }
+        return out
+    }
+
     public func to(_ device: Device, _ dtype: DType = .float32) throws -> Tensor {
         let (kind, index) = device.abi
         return try make("to(\(device))") { backend.api.to!(handle, kind, index, dtype.abi, &$0) }
@@ -105,6 +115,10 @@ public final class Tensor: @unchecked Sendable {
     public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.make("mul") { a.backend.api.mul!(a.handle, b.handle, &$0) } }
     public func matmul(_ b: Tensor) throws -> Tensor { try make("matmul") { backend.api.matmul!(handle, b.handle, &$0) } }
     public func relu() throws -> Tensor { try make("relu") { backend.api.relu!(handle, &$0) } }
+    /// The same values laid out contiguously (NCHW) or channels-last (NHWC, 4-D only); a no-op when they already are.
+    public func contiguous(channelsLast: Bool) throws -> Tensor {
+        try make("contiguous") { backend.api.contiguous_as!(handle, channelsLast ? 1 : 0, &$0) }
+    }
     public func reshaped(_ shape: [Int]) throws -> Tensor {
         let dims = shape.map(Int64.init)
         return try make("reshape") { backend.api.reshape!(handle, dims, Int32(dims.count), &$0) }
@@ -129,6 +143,14 @@ public enum Functional {
     /// Batch normalisation with running statistics (evaluation mode).
     public static func batchNorm(_ x: Tensor, mean: Tensor, variance: Tensor, weight: Tensor?, bias: Tensor?, eps: Double = 1e-5) throws -> Tensor {
         try x.make("batch_norm") { x.backend.api.batch_norm!(x.handle, weight?.handle, bias?.handle, mean.handle, variance.handle, eps, &$0) }
+    }
+
+    /// GroupNorm of (B·F, C, H, W) frames with statistics pooled over each item's `frames` frames (the reference's
+    /// GroupNorm of (B, C, F, H, W)), optionally followed by SiLU; the result keeps `x`'s memory layout.
+    public static func groupNorm(frames x: Tensor, frames: Int, groups: Int, weight: Tensor?, bias: Tensor?, eps: Double, silu: Bool = false) throws -> Tensor {
+        try x.make("group_norm_frames") {
+            x.backend.api.group_norm_frames!(x.handle, Int64(frames), Int64(groups), weight?.handle, bias?.handle, eps, silu ? 1 : 0, &$0)
+        }
     }
 
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Double) throws -> Tensor {
