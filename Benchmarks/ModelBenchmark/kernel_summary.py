@@ -20,7 +20,7 @@ def kind(name):
         return "matrix multiply"
     if "norm" in n or "moments" in n or "welford" in n:
         return "normalisation"
-    if "cat" in n and "concat" in n or "catarraybatched" in n:
+    if "concat" in n or "catarraybatched" in n:
         return "concatenation"
     if "copy" in n or "elementwise_kernel<128, 4" in n or "unrolled_elementwise" in n:
         return "copies / strided element-wise"

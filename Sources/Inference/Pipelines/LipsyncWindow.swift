@@ -90,7 +90,7 @@ public struct LipsyncWindow: Sendable {
         let final = try current.permuted([0, 2, 1, 3, 4]).reshaped([n, 4, h, h])
         let decoded = try Tensor.cat(Self.chunks(n, side: r).map { try vae.decode(final.narrowed(0, $0)) }, dim: 0)
         // Paste: m' = float32(1 − mask) keeps the generator's pixels where the mask is 0.
-        let generated = try Tensor(mask.values.map { Float(1 - $0) }, shape: [1, 1, r, r], device: device)
+        let generated = try maskValues.affine(scale: -1, shift: 1).to(device, .float32)
         let kept = try generated.affine(scale: -1, shift: 1)
         return try decoded * generated + referenceImages * kept
     }
