@@ -5,6 +5,9 @@
 //
 // Generates `clips` (default 4) 10 s 1280×720 clips of a moving face (the astronaut photo of
 // golden/affine, face about 300 px high; libx264 medium CRF 23; real speech on the audio track), runs stages 1–4, then times stage 5 alone with --jobs = cores.
+// Then, in the same process, the decoding of each source's second clip as a fresh read (seek to
+// the keyframe, decode forward) and as the continuation of the first clip's pass (what stage 5
+// does when one worker aligns both).
 import Foundation
 import PipelineCore
 import PipelineTestSupport
@@ -62,3 +65,33 @@ shares["item setup+commit"] = max(0, itemSeconds - total)
 shares["engine+idle"] = max(0, wall * Double(cores) - itemSeconds)
 let budget = wall * Double(cores)
 print("core time per aligned frame:", shares.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f ms (%.0f%%)", $0.key, 1000 * $0.value / Double(frames), 100 * $0.value / budget) }.joined(separator: ", "))
+
+// Decoding alone: the second clip of each source read fresh vs. continued from the first clip's
+// pass, alternating so that both see the same machine.
+var fresh = 0.0, continued = 0.0, compared = 0
+for round in 0..<2 {
+    for source in try store.activeSources() {
+        let clipsOfSource = try store.clipsOfActiveSources().filter { $0.source.id == source.id }.map(\.clip)
+        guard clipsOfSource.count >= 2, let map = try FrameMapAnalysis.load(sourceId: source.id!, rate: Rational(25, 1), from: store) else { continue }
+        let reader = NormalizedReader(path: input.appendingPathComponent(source.relativePath).path, frameMap: map, decoderThreads: 1)
+        let first = clipsOfSource[0], second = clipsOfSource[1]
+        func timeFresh() throws {
+            let t = Date()
+            try reader.read(frames: second.startFrame..<second.endFrame, video: { _, _ in }, audio: { _ in })
+            fresh += Date().timeIntervalSince(t)
+        }
+        func timeContinued() throws {
+            let pass = try reader.pass(from: first.startFrame)
+            try pass.read(upTo: first.endFrame, video: { _, _ in }, audio: { _ in })
+            let t = Date()
+            try pass.read(upTo: second.endFrame, video: { _, _ in }, audio: { _ in })
+            continued += Date().timeIntervalSince(t)
+        }
+        if round == 0 { try timeFresh(); try timeContinued() } else { try timeContinued(); try timeFresh() }
+        compared += second.endFrame - second.startFrame
+    }
+}
+if compared > 0 {
+    print(String(format: "second clips' decoding, one core: fresh read %.2f ms/frame, continued pass %.2f ms/frame (%.2fx)",
+                 1000 * fresh / Double(compared), 1000 * continued / Double(compared), fresh / max(continued, 1e-9)))
+}

@@ -48,6 +48,8 @@ public struct AlignStage: Stage {
 
     struct Metrics: Codable {
         var pieces: [Piece]
+        /// Read on from the previous clip's pass (no seek, no decoding from the keyframe before).
+        var continuedRead: Bool
         var rejectedPieces: [Rejected]
         var noFaceFrames: [Range<Int>]
         var tracker: FaceTracker.Statistics
@@ -72,10 +74,18 @@ public struct AlignStage: Stage {
         }
     }
 
+    /// Names an open reader of `source` positioned at timeline frame `frame`.
+    static func passKey(_ source: SourceRecord, at frame: Int) -> String { "align s\(source.id ?? -1) f\(frame)" }
+
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         guard let clip = item.clip else { throw StageError(stage: id, item: item.name, message: "align works on clips") }
         let rate = Rational(Int64(normalize.fps), 1)
-        let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize)
+        // The clip before this one in the source, if this worker just aligned it, left its reader
+        // open at this clip's first frame (`WorkQueue` keeps runs of clips on one worker): going on
+        // from there skips the seek and the decoding from the keyframe before the clip.
+        let carried = context.lane.take(NormalizedReader.Pass.self, key: Self.passKey(item.source, at: clip.startFrame))
+        let pass = try carried ?? context.normalizedReader(for: item, stage: id, normalize: normalize).pass(from: clip.startFrame)
+        let reader = pass.reader
         let rotation = try reader.rotationDegrees()
         let tracker = FaceTracker(detector: try DlibFaceLandmarkDetector(modelPath: configuration.landmarkModel), settings: configuration.tracker)
         let template = AlignmentTemplate(resolution: configuration.resolution)
@@ -97,7 +107,7 @@ public struct AlignStage: Stage {
         var inCallbacks = 0.0
         let readStart = Date()
         do {
-            try reader.read(frames: clip.startFrame..<clip.endFrame, video: { index, frame in
+            try pass.read(upTo: clip.endFrame, video: { index, frame in
                 let callbackStart = Date()
                 defer { inCallbacks += Date().timeIntervalSince(callbackStart) }
                 let image = try clock(\.convert) { try converter.image(of: frame).rotated(clockwise: rotation) }
@@ -133,6 +143,7 @@ public struct AlignStage: Stage {
             }, audio: { audio.append(contentsOf: $0) })
             timings.decode = Date().timeIntervalSince(readStart) - inCallbacks
             close()
+            if clip.endFrame < reader.frameCount { context.lane.leave(pass, key: Self.passKey(item.source, at: clip.endFrame)) }
         } catch {
             for piece in closed + [open].compactMap({ $0 }) { piece.pending.discard() }
             throw error
@@ -169,7 +180,7 @@ public struct AlignStage: Stage {
             for piece in keep { piece.pending.discard() }
             throw error
         }
-        let metrics = metricsJSON(Metrics(pieces: kept, rejectedPieces: rejected, noFaceFrames: noFace, tracker: tracker.statistics, seconds: timings))
+        let metrics = metricsJSON(Metrics(pieces: kept, continuedRead: carried != nil, rejectedPieces: rejected, noFaceFrames: noFace, tracker: tracker.statistics, seconds: timings))
         guard !kept.isEmpty else {
             let gaps = noFace.map { "\($0.lowerBound)–\($0.upperBound - 1)" }.joined(separator: ", ")
             var reason = noFace.isEmpty ? "" : "no acceptable face in frames \(gaps)"

@@ -9,21 +9,22 @@ import Testing
     struct Result { let store: PipelineStore; let root: URL; let out: URL }
 
     /// Runs stages 1–5 on one generated face clip (scene/segment limits sized for short clips).
-    static func align(frames: Int, resolution: Int, amplitude: Double = 1, gap: Range<Int>? = nil, smoothing: Bool) async throws -> Result {
+    static func align(frames: Int, resolution: Int, amplitude: Double = 1, gap: Range<Int>? = nil, smoothing: Bool,
+                      jobs: Int = 2, clipSeconds: Double = 10, speech: Bool = false) async throws -> Result {
         let root = try Fixtures.temporaryDirectory("align")
         let input = root.appendingPathComponent("raw")
         try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
-        try FaceClips.write(input.appendingPathComponent("face.mp4"), frames: frames, amplitude: amplitude, gap: gap)
+        try FaceClips.write(input.appendingPathComponent("face.mp4"), frames: frames, amplitude: amplitude, gap: gap, speech: speech)
         var c = PipelineConfiguration()
         c.broken.minDurationSeconds = 1
-        c.segment.minSeconds = 2; c.segment.targetSeconds = 10; c.segment.maxSeconds = 20
+        c.segment.minSeconds = min(2, clipSeconds); c.segment.targetSeconds = clipSeconds; c.segment.maxSeconds = 2 * clipSeconds
         c.align.resolution = resolution
         c.align.smoothing = smoothing
         c.scenes.detector = "content"; c.scenes.threshold = 255 // one scene: the gap must not cut it
         let out = root.appendingPathComponent("out")
         let store = try PipelineStore(path: out.appendingPathComponent("pipelined.sqlite").path)
         let engine = Engine(store: store, configuration: c, stages: StageRegistry.stages(for: c),
-                            options: EngineOptions(inputDirectory: input, outputDirectory: out, jobs: 2, version: "test"), reporter: RecordingReporter())
+                            options: EngineOptions(inputDirectory: input, outputDirectory: out, jobs: jobs, version: "test"), reporter: RecordingReporter())
         let summary = try await engine.run()
         #expect(summary.failed == 0, "\(summary.counts)")
         return Result(store: store, root: root, out: out)
@@ -107,5 +108,45 @@ import Testing
         let (state, reason, _) = try Self.alignMetrics(r)
         #expect(state == "rejected")
         #expect(reason == "no acceptable face in frames 30–99; face in frames 0–29 only: 1.20 s, minimum 2.00 s", "\(reason ?? "")")
+    }
+
+    /// Consecutive clips of one source aligned by one worker are read in one pass (no seek back to
+    /// the keyframe before each clip): the aligned clips are those of clips read one by one.
+    @Test func consecutiveClipsContinueOneReadWithTheSameResult() async throws {
+        let sequential = try await Self.align(frames: 200, resolution: 256, smoothing: false, jobs: 1, clipSeconds: 2, speech: true)
+        defer { try? FileManager.default.removeItem(at: sequential.root) }
+        // Four workers on four clips: each starts its own read.
+        let parallel = try await Self.align(frames: 200, resolution: 256, smoothing: false, jobs: 4, clipSeconds: 2, speech: true)
+        defer { try? FileManager.default.removeItem(at: parallel.root) }
+
+        func clips(_ r: Result) throws -> [(continued: Bool, video: String, landmarks: String)] {
+            let rows = try r.store.currentResults(stage: "align")
+            return try r.store.clipsOfActiveSources().map { entry in
+                let row = try #require(rows["c\(entry.clip.id!)"])
+                #expect(row.state == "done", "\(row.reason ?? "")")
+                let m = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
+                let piece = try #require((m["pieces"] as! [[String: Any]]).first)
+                return (m["continuedRead"] as! Bool, piece["video"] as! String, piece["landmarks"] as! String)
+            }
+        }
+        func content(_ r: Result, _ path: String) throws -> (frames: [UInt32], audio: [Float]) {
+            let url = r.out.appendingPathComponent(path)
+            let map = try #require(try ScanPass().run(path: url.path).frameMap)
+            var frames: [UInt32] = [], audio: [Float] = []
+            try NormalizedReader(path: url.path, frameMap: map).read(video: { _, f in frames.append(try f.pictureChecksum()) },
+                                                                     audio: { audio.append(contentsOf: $0) })
+            return (frames, audio)
+        }
+        let a = try clips(sequential), b = try clips(parallel)
+        #expect(a.count == 4 && b.count == 4)
+        #expect(a.map(\.continued) == [false, true, true, true])
+        #expect(b.map(\.continued) == [false, false, false, false])
+        for (x, y) in zip(a, b) {
+            #expect(try Data(contentsOf: sequential.out.appendingPathComponent(x.landmarks)) == Data(contentsOf: parallel.out.appendingPathComponent(y.landmarks)))
+            let cx = try content(sequential, x.video), cy = try content(parallel, y.video)
+            #expect(cx.frames.count == 50 && cx.frames == cy.frames, "\(x.video)")
+            #expect(cx.audio.count == cy.audio.count && zip(cx.audio, cy.audio).allSatisfy { abs($0 - $1) < 1e-3 }, "\(x.video)")
+            #expect(cx.audio.contains { abs($0) > 0.01 }, "\(x.video): no speech")
+        }
     }
 }

@@ -73,6 +73,57 @@ import Testing
         #expect(zip(partial, audio[(50 * 640)..<(75 * 640)]).allSatisfy { abs($0 - $1) < 1e-3 }, "audio after a seek differs from the full read")
     }
 
+    /// A pass read in consecutive pieces delivers what one read delivers: the same frames and the
+    /// same audio samples, with no gap or overlap at the joins, also where a source frame fills slots
+    /// on both sides of a join (15 fps) and where audio must wait for its packets (44.1 kHz stereo
+    /// resampled). Opened mid-file, it equals a fresh read from that frame.
+    @Test(arguments: [("30", 16_000, ["-preset", "medium", "-g", "120", "-bf", "3", "-x264-params", "b-pyramid=normal"]),
+                      ("15", 44_100, ["-g", "40"])])
+    func passesContinueExactly(rate: String, sampleRate: Int, encoding: [String]) throws {
+        let dir = try Fixtures.temporaryDirectory("pass")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("long.mp4")
+        try Fixtures.video(url, seconds: 8, rate: rate, sampleRate: sampleRate, channels: sampleRate == 16_000 ? 1 : 2, extra: encoding)
+        let map = try #require(try ScanPass().run(path: url.path).frameMap)
+        let reader = NormalizedReader(path: url.path, frameMap: map)
+
+        func pieces(from start: Int, joins: [Int]) throws -> (frames: [Int: UInt32], audio: [Float]) {
+            var frames: [Int: UInt32] = [:]
+            var audio: [Float] = []
+            let pass = try reader.pass(from: start)
+            for end in joins + [reader.frameCount] {
+                try pass.read(upTo: end, video: { i, f in
+                    #expect(frames[i] == nil, "frame \(i) delivered twice")
+                    frames[i] = try f.pictureChecksum()
+                }, audio: { audio.append(contentsOf: $0) })
+                #expect(pass.position == end)
+                #expect(audio.count == (end - start) * 640, "audio up to \(end): \(audio.count) samples")
+            }
+            return (frames, audio)
+        }
+        func whole(from start: Int) throws -> (frames: [Int: UInt32], audio: [Float]) {
+            var frames: [Int: UInt32] = [:]
+            var audio: [Float] = []
+            try reader.read(frames: start..<reader.frameCount, video: { i, f in frames[i] = try f.pictureChecksum() }, audio: { audio.append(contentsOf: $0) })
+            return (frames, audio)
+        }
+        #expect(reader.frameCount == 200)
+        for (start, joins) in [(0, [1, 37, 38, 125, 199]), (61, [62, 100, 150])] {
+            let split = try pieces(from: start, joins: joins), one = try whole(from: start)
+            #expect(split.frames.keys.sorted() == Array(start..<200))
+            #expect(split.frames == one.frames, "frames from \(start) split at \(joins) differ from one read")
+            let firstDifference = zip(split.audio, one.audio).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            #expect(split.audio.count == one.audio.count && firstDifference == nil,
+                    "audio from \(start) split at \(joins) differs from one read at sample \(firstDifference ?? -1) of \(one.audio.count) (trailing zeros: \(split.audio.reversed().prefix { $0 == 0 }.count) split, \(one.audio.reversed().prefix { $0 == 0 }.count) one read)")
+        }
+        // Reading nothing leaves the pass where it is.
+        let pass = try reader.pass(from: 10, video: true, audio: false)
+        try pass.read(upTo: 10, video: { _, _ in Issue.record("no frame expected") }, audio: nil)
+        var count = 0
+        try pass.read(upTo: 20, video: { _, _ in count += 1 }, audio: nil)
+        #expect(count == 10 && pass.position == 20)
+    }
+
     /// `ffmpeg -i IN -vf fps=25 -f framecrc -` video checksums, with the audio mapped as in the
     /// reference's `ffmpeg -i IN -r 25 -ar 16000 OUT` (the audio stream moves the timeline origin of
     /// MPEG-TS inputs). No autorotation: we compare the stored pictures.

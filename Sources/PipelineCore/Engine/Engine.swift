@@ -149,9 +149,10 @@ public struct Engine: Sendable {
             // Items whose last run died while working on them go last: the rest of the dataset
             // progresses, and a file that crashes the process ends up alone, where it can be blamed.
             let interrupted = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) == true }
-            let toDo = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true } + interrupted
-            reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - toDo.count, toDo: toDo.count))
-            let counts = try await execute(stage, fingerprint: fingerprint, items: toDo, runId: runId, context: context, downstream: Array(downstream))
+            let regular = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true }
+            reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - undecided.count, toDo: undecided.count))
+            let counts = try await execute(stage, fingerprint: fingerprint, items: regular, deferred: interrupted, runId: runId,
+                                           context: context, downstream: Array(downstream))
             summary.counts[stage.id] = counts
             reporter.report(.stageFinished(stage: stage.id))
             previous = (stage, fingerprint)
@@ -165,21 +166,29 @@ public struct Engine: Sendable {
         options.inputDirectory.appendingPathComponent(source.relativePath).path
     }
 
-    /// Runs `stage` over `items`, at most `jobs` at once, each on its own thread.
-    private func execute(_ stage: any Stage, fingerprint: String, items: [WorkItem], runId: Int64,
+    /// Runs `stage` over `items`, at most `jobs` at once, each on its own thread, in `WorkQueue`'s
+    /// order; each worker keeps a `WorkerLane` for the stage's items.
+    private func execute(_ stage: any Stage, fingerprint: String, items: [WorkItem], deferred: [WorkItem], runId: Int64,
                          context: StageContext, downstream: [String]) async throws -> [String: Int] {
         var counts: [String: Int] = [:]
-        var iterator = items.makeIterator()
-        try await withThrowingTaskGroup(of: ItemState?.self) { group in
-            func startNext() -> Bool {
-                guard !cancellation.isCancelled, let item = iterator.next() else { return false }
-                group.addTask { try await process(stage, fingerprint: fingerprint, item: item, runId: runId, context: context, downstream: downstream) }
-                return true
+        var queue = WorkQueue(items: items, deferred: deferred)
+        let lanes = (0..<max(1, options.jobs)).map { _ in WorkerLane() }
+        defer { lanes.forEach { $0.clear() } }
+        try await withThrowingTaskGroup(of: (lane: Int, index: Int, state: ItemState?).self) { group in
+            func startNext(lane: Int, after previous: Int?) {
+                guard !cancellation.isCancelled, let index = queue.next(after: previous) else { return }
+                let item = queue[index]
+                var context = context
+                context.lane = lanes[lane]
+                group.addTask {
+                    (lane, index, try await process(stage, fingerprint: fingerprint, item: item, runId: runId, context: context, downstream: downstream))
+                }
             }
-            for _ in 0..<max(1, options.jobs) where !startNext() { break }
-            while let state = try await group.next() {
+            for lane in lanes.indices { startNext(lane: lane, after: nil) }
+            while let (lane, index, state) = try await group.next() {
                 if let state { counts[state.rawValue, default: 0] += 1 }
-                _ = startNext()
+                queue.finished(index)
+                startNext(lane: lane, after: index)
             }
         }
         return counts

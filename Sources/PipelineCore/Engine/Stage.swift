@@ -59,6 +59,8 @@ public struct StageContext: Sendable {
     /// stage's files (the aligned clips) is keyed by that stage's entry, so that decisions taken
     /// in between (thresholds of other stages) do not invalidate it.
     public var chainFingerprints: [String: String]
+    /// The worker this item runs on: what the worker's previous item of the same stage left for it.
+    public var lane = WorkerLane()
 }
 
 /// A stage's verdict on one item. A rejection is data, not an error.

@@ -68,6 +68,13 @@ public final class Packet {
         av_packet_free(&p)
     }
 
+    /// A new packet referencing the same data (no copy).
+    public func reference() throws -> Packet {
+        let copy = try Packet()
+        try ff("av_packet_ref", av_packet_ref(copy.pointer, pointer))
+        return copy
+    }
+
     public func unref() { av_packet_unref(pointer) }
     public var streamIndex: Int { Int(pointer.pointee.stream_index) }
     public var size: Int { Int(pointer.pointee.size) }

@@ -49,62 +49,12 @@ public final class NormalizedReader {
         let range = range ?? 0..<frameCount
         precondition(range.lowerBound >= 0 && range.upperBound <= frameCount, "frame range \(range) outside 0..<\(frameCount)")
         if range.isEmpty { return }
-        let demuxer = try Demuxer(path: path)
-        let streams = demuxer.pipelineStreams
-        guard let vIndex = streams.video else { throw MediaError.noStream(kind: "video", path: path) }
-        let aIndex = audio == nil ? nil : streams.audio
-        let used = [streams.video, streams.audio].compactMap { $0 }
-        demuxer.discardAll(except: Set([video == nil ? nil : vIndex, aIndex].compactMap { $0 }))
+        try pass(from: range.lowerBound, video: video != nil, audio: audio != nil).read(upTo: range.upperBound, video: video, audio: audio)
+    }
 
-        // Source frames whose slots intersect the range.
-        let firstSource = lastSourceIndex(fillingSlotAtOrBefore: range.lowerBound)
-        let startSeconds = frameMap.startSeconds + Double(range.lowerBound) * frameMap.outputRate.inverted.seconds
-        if range.lowerBound > 0 {
-            // Seek a little before both the video frame and the audio we need; decoding skips forward.
-            let videoTarget = frameMap.sourcePts[firstSource]
-            let margin = rescale(1, from: Rational(1, 1), to: frameMap.timeBase)
-            let audioTarget = rescale(Int64((startSeconds * 1_000_000).rounded(.down)), from: Rational(1, 1_000_000), to: frameMap.timeBase) - frameMap.timestampOffset
-            try demuxer.seek(stream: vIndex, to: min(videoTarget, audioTarget) - margin)
-        }
-
-        // After a seek, decoding runs forward from a keyframe: frames shown before this timestamp are
-        // only decoded for the frames that reference them.
-        let prerollEnd = range.lowerBound > 0 ? frameMap.sourcePts[firstSource] : nil
-        var videoTrack = video.map { VideoCursor(reader: self, range: range, firstSource: firstSource, body: $0) }
-        let videoDecoder = try video.map { _ in try CodecDecoder(stream: demuxer.stream(vIndex), threads: decoderThreads) }
-        var audioCursor = try aIndex.map { try AudioCursor(demuxer: demuxer, stream: $0, offset: demuxer.timelineOffset(stream: $0, streams: used), sampleRate: sampleRate, startSeconds: startSeconds,
-                                                             sampleCount: Int((Double(range.count) * samplesPerFrame).rounded()), body: audio!) }
-        let frame = try Frame()
-        let packet = try Packet()
-
-        func drainVideo() throws {
-            guard let videoDecoder else { return }
-            while try videoDecoder.receive(into: frame) == .ok { try videoTrack!.consume(frame) }
-        }
-        while videoTrack?.done == false || audioCursor?.done == false {
-            guard try demuxer.read(into: packet) == .ok else { break }
-            if packet.streamIndex == vIndex, let videoDecoder, videoTrack?.done == false {
-                if let preroll = prerollEnd, videoTrack?.synced == false {
-                    // Between the keyframe and the first wanted frame only reference frames matter
-                    // (a non-reference frame before it is neither shown nor predicted from).
-                    videoDecoder.skipsNonReferenceFrames = packet.pts.map { $0 < preroll } ?? false
-                } else if videoDecoder.skipsNonReferenceFrames {
-                    videoDecoder.skipsNonReferenceFrames = false
-                }
-                while try videoDecoder.send(packet) == .again { try drainVideo() }
-                try drainVideo()
-            } else if packet.streamIndex == aIndex, audioCursor?.done == false {
-                try audioCursor!.feed(packet)
-            }
-        }
-        if let videoDecoder, videoTrack?.done == false {
-            _ = try videoDecoder.send(nil)
-            try drainVideo()
-        }
-        try audioCursor?.finish()
-        if let videoTrack, !videoTrack.done {
-            throw MediaError.sourceChanged(path: path, detail: "decoding ended at timeline frame \(videoTrack.nextSlot) of \(range.upperBound)")
-        }
+    /// Opens a demux pass at timeline frame `start` that successive `Pass.read(upTo:)` calls continue.
+    public func pass(from start: Int, video: Bool = true, audio: Bool = true) throws -> Pass {
+        try Pass(reader: self, start: start, video: video, audio: audio)
     }
 
     /// All samples under `range` (or the whole timeline), as one array.
@@ -125,28 +75,172 @@ public final class NormalizedReader {
         return best
     }
 
-    /// Walks decoded source frames against the frame map, emitting each once per slot it fills.
+    /// One demux and decode pass that reads the timeline in consecutive pieces: `read(upTo: b)` then
+    /// `read(upTo: c)` delivers exactly what a single `read(upTo: c)` delivers (same frames, same
+    /// audio samples, no gap or overlap), without the seek and the re-decoding from the keyframe
+    /// before `b` that a fresh read of `b..<c` costs. Clips cut from one source are read this way
+    /// one after the other (stage 5).
+    ///
+    /// Packets and decoded frames past the current end are held, not dropped, until the next call;
+    /// audio past it stays in a buffer. Not thread-safe: one thread reads a pass at a time.
+    public final class Pass {
+        public let reader: NormalizedReader
+        /// The first timeline frame the next `read` delivers.
+        public private(set) var position: Int
+        /// The frame the pass was opened at: audio sample 0 is this frame's first.
+        public let start: Int
+        public let decodesVideo: Bool
+        public let decodesAudio: Bool
+        private let demuxer: Demuxer
+        private let vIndex: Int
+        private let aIndex: Int?
+        private let videoDecoder: CodecDecoder?
+        private var videoCursor: VideoCursor?
+        private var audioCursor: AudioCursor?
+        private let prerollEnd: Int64?
+        /// Packets read while their stream's cursor had all it needed, for the next call.
+        private var heldVideo: [Packet] = []
+        private var heldAudio: [Packet] = []
+        /// The file has been read to its end and the decoders drained.
+        private var exhausted = false
+        private let packet: Packet
+        private let frame: Frame
+
+        init(reader: NormalizedReader, start: Int, video: Bool, audio: Bool) throws {
+            precondition(start >= 0 && start <= reader.frameCount, "pass start \(start) outside 0...\(reader.frameCount)")
+            self.reader = reader
+            self.position = start
+            self.start = start
+            let map = reader.frameMap
+            demuxer = try Demuxer(path: reader.path)
+            let streams = demuxer.pipelineStreams
+            guard let v = streams.video else { throw MediaError.noStream(kind: "video", path: reader.path) }
+            vIndex = v
+            aIndex = audio ? streams.audio : nil
+            decodesVideo = video
+            decodesAudio = aIndex != nil
+            let used = [streams.video, streams.audio].compactMap { $0 }
+            demuxer.discardAll(except: Set([video ? v : nil, aIndex].compactMap { $0 }))
+
+            // Source frames whose slots intersect the range.
+            let firstSource = reader.lastSourceIndex(fillingSlotAtOrBefore: start)
+            let startSeconds = map.startSeconds + Double(start) * map.outputRate.inverted.seconds
+            if start > 0 {
+                // Seek a little before both the video frame and the audio we need; decoding skips forward.
+                let videoTarget = map.sourcePts[firstSource]
+                let margin = rescale(1, from: Rational(1, 1), to: map.timeBase)
+                let audioTarget = rescale(Int64((startSeconds * 1_000_000).rounded(.down)), from: Rational(1, 1_000_000), to: map.timeBase) - map.timestampOffset
+                try demuxer.seek(stream: v, to: min(videoTarget, audioTarget) - margin)
+            }
+            // After a seek, decoding runs forward from a keyframe: frames shown before this timestamp are
+            // only decoded for the frames that reference them.
+            prerollEnd = start > 0 ? map.sourcePts[firstSource] : nil
+            videoCursor = video ? VideoCursor(reader: reader, start: start, firstSource: firstSource) : nil
+            videoDecoder = video ? try CodecDecoder(stream: demuxer.stream(v), threads: reader.decoderThreads) : nil
+            let demuxer = self.demuxer
+            audioCursor = try streams.audio.flatMap { audio ? $0 : nil }.map {
+                try AudioCursor(demuxer: demuxer, stream: $0, offset: demuxer.timelineOffset(stream: $0, streams: used),
+                                sampleRate: reader.sampleRate, startSeconds: startSeconds)
+            }
+            packet = try Packet()
+            frame = try Frame()
+        }
+
+        /// Delivers timeline frames `position..<end` and the audio under them, as
+        /// `NormalizedReader.read(frames:video:audio:)` does, and leaves the pass at `end`.
+        /// A callback is required exactly for what the pass decodes.
+        public func read(upTo end: Int, video: ((Int, Frame) throws -> Void)?, audio: (([Float]) throws -> Void)?) throws {
+            precondition(end >= position && end <= reader.frameCount, "pass at \(position) cannot read up to \(end) of \(reader.frameCount)")
+            precondition((video != nil) == decodesVideo && (audio != nil) == decodesAudio, "callbacks must match what the pass decodes")
+            if end == position { return }
+            let startFrame = position
+            position = end
+            if let video { try videoCursor!.extend(to: end, body: video) }
+            if let audio {
+                let samples = Int((Double(end - start) * reader.samplesPerFrame).rounded())
+                try audioCursor!.extend(to: samples, body: audio)
+            }
+            defer { videoCursor?.body = nil; audioCursor?.body = nil }
+            // What the previous call read past its end comes first, in order.
+            while videoCursor?.done == false, !heldVideo.isEmpty { try decode(heldVideo.removeFirst()) }
+            while audioCursor?.done == false, !heldAudio.isEmpty { try audioCursor!.feed(heldAudio.removeFirst()) }
+
+            while !exhausted, videoCursor?.done == false || audioCursor?.done == false {
+                guard try demuxer.read(into: packet) == .ok else {
+                    // End of file: the held packets and what the decoders still hold are the last of
+                    // each stream; all of it is decoded now (a drained decoder takes nothing more).
+                    if let videoDecoder {
+                        while !heldVideo.isEmpty { try decode(heldVideo.removeFirst()) }
+                        _ = try videoDecoder.send(nil)
+                        try drainVideo()
+                    }
+                    while !heldAudio.isEmpty { try audioCursor?.feed(heldAudio.removeFirst()) }
+                    try audioCursor?.finish()
+                    exhausted = true
+                    break
+                }
+                if packet.streamIndex == vIndex, videoDecoder != nil {
+                    if videoCursor!.done { heldVideo.append(try packet.reference()) } else { try decode(packet) }
+                } else if packet.streamIndex == aIndex {
+                    if audioCursor!.done { heldAudio.append(try packet.reference()) } else { try audioCursor!.feed(packet) }
+                }
+            }
+            // Audio that ends early is padded with silence so the clip keeps its length.
+            if exhausted { try audioCursor?.padToTarget() }
+            if let cursor = videoCursor, !cursor.done {
+                throw MediaError.sourceChanged(path: reader.path, detail: "decoding ended at timeline frame \(cursor.nextSlot) of \(end) (read from \(startFrame))")
+            }
+        }
+
+        private func decode(_ packet: Packet) throws {
+            guard let videoDecoder else { return }
+            if let preroll = prerollEnd, videoCursor?.synced == false {
+                // Between the keyframe and the first wanted frame only reference frames matter
+                // (a non-reference frame before it is neither shown nor predicted from).
+                videoDecoder.skipsNonReferenceFrames = packet.pts.map { $0 < preroll } ?? false
+            } else if videoDecoder.skipsNonReferenceFrames {
+                videoDecoder.skipsNonReferenceFrames = false
+            }
+            while try videoDecoder.send(packet) == .again { try drainVideo() }
+            try drainVideo()
+        }
+
+        private func drainVideo() throws {
+            guard let videoDecoder else { return }
+            while try videoDecoder.receive(into: frame) == .ok { try videoCursor!.consume(frame) }
+        }
+    }
+
+    /// Walks decoded source frames against the frame map, emitting each once per slot it fills
+    /// below the current end; frames with slots at or past the end wait for the next call.
     private struct VideoCursor {
         let reader: NormalizedReader
-        let range: Range<Int>
+        /// The next source frame the decoder should return.
         var sourceIndex: Int
         var nextSlot: Int
-        let body: (Int, Frame) throws -> Void
+        var end: Int
+        var body: ((Int, Frame) throws -> Void)?
         var synced = false
-        var done: Bool { nextSlot >= range.upperBound }
+        /// Decoded frames not yet fully emitted, oldest first, with their source index.
+        var waiting: [(index: Int, frame: Frame)] = []
+        var done: Bool { nextSlot >= end }
 
-        init(reader: NormalizedReader, range: Range<Int>, firstSource: Int, body: @escaping (Int, Frame) throws -> Void) {
+        init(reader: NormalizedReader, start: Int, firstSource: Int) {
             self.reader = reader
-            self.range = range
             self.sourceIndex = firstSource
-            self.nextSlot = range.lowerBound
-            self.body = body
-            self.synced = range.lowerBound == 0
+            self.nextSlot = start
+            self.end = start
+            self.synced = start == 0
             if synced { self.sourceIndex = 0 }
         }
 
+        mutating func extend(to end: Int, body: @escaping (Int, Frame) throws -> Void) throws {
+            self.end = end
+            self.body = body
+            while let first = waiting.first, try emit(first.index, first.frame) { waiting.removeFirst() }
+        }
+
         mutating func consume(_ frame: Frame) throws {
-            if done { return }
             let map = reader.frameMap
             let pts = frame.bestEffortTimestamp
             if !synced {
@@ -160,43 +254,59 @@ public final class NormalizedReader {
             guard pts == map.sourcePts[sourceIndex] else {
                 throw MediaError.sourceChanged(path: reader.path, detail: "source frame \(sourceIndex) has timestamp \(pts), scanned \(map.sourcePts[sourceIndex])")
             }
-            let first = reader.firstSlot[sourceIndex]
-            let last = first + Int(map.repeats[sourceIndex])
+            let index = sourceIndex
             sourceIndex += 1
+            // Kept (by reference, no pixel copy) only when some of its slots lie past the end.
+            if waiting.isEmpty, try emit(index, frame) { return }
+            waiting.append((index, try frame.reference()))
+        }
+
+        /// Emits source frame `index`'s slots below the end; true when none is left for later.
+        private mutating func emit(_ index: Int, _ frame: Frame) throws -> Bool {
+            let first = reader.firstSlot[index]
+            let last = first + Int(reader.frameMap.repeats[index])
             var slot = max(first, nextSlot)
-            while slot < min(last, range.upperBound) {
-                try body(slot, frame)
+            while slot < min(last, end) {
+                try body!(slot, frame)
                 slot += 1
             }
             nextSlot = max(nextSlot, slot)
+            return last <= end
         }
     }
 
-    /// Decodes and resamples one audio stream, cutting exactly the samples of the requested span.
+    /// Decodes and resamples one audio stream and cuts it at exact sample counts from the pass's
+    /// start; samples past the current target wait in `buffered`.
     private struct AudioCursor {
         let decoder: CodecDecoder
         let resampler: Resampler
         let offset: Int64
         let sampleRate: Int
         let startSeconds: Double
-        let sampleCount: Int
-        let body: ([Float]) throws -> Void
         let frame: Frame
-        /// Timeline sample index of the next resampled sample, once known.
+        var body: (([Float]) throws -> Void)?
+        /// Pass-relative sample index of `buffered[0]`, once the first decoded frame placed it.
         var position: Int?
+        var buffered: [Float] = []
+        /// Samples handed out since the pass's start, and how many the current call wants in all.
         var delivered = 0
-        var done: Bool { delivered >= sampleCount }
+        var target = 0
+        var done: Bool { delivered >= target }
 
-        init(demuxer: Demuxer, stream: Int, offset: Int64, sampleRate: Int, startSeconds: Double, sampleCount: Int, body: @escaping ([Float]) throws -> Void) throws {
+        init(demuxer: Demuxer, stream: Int, offset: Int64, sampleRate: Int, startSeconds: Double) throws {
             let st = demuxer.stream(stream)
             decoder = try CodecDecoder(stream: st, threads: 1)
             resampler = Resampler(outputRate: sampleRate)
             self.offset = offset
             self.sampleRate = sampleRate
             self.startSeconds = startSeconds
-            self.sampleCount = sampleCount
-            self.body = body
             frame = try Frame()
+        }
+
+        mutating func extend(to target: Int, body: @escaping ([Float]) throws -> Void) throws {
+            self.target = target
+            self.body = body
+            try deliverBuffered()
         }
 
         mutating func feed(_ packet: Packet) throws {
@@ -205,40 +315,66 @@ public final class NormalizedReader {
             try drain()
         }
 
+        /// End of file: the decoder's and the resampler's last samples.
         mutating func finish() throws {
             _ = try? decoder.send(nil)
             try drain()
-            try deliver(resampler.flush())
-            // Audio that ends early is padded with silence so the clip keeps its length.
-            if !done { try deliver([Float](repeating: 0, count: sampleCount - delivered), padding: true) }
+            try accept(resampler.flush())
+        }
+
+        /// Silence for whatever the stream did not cover up to the target (audio that ends early).
+        mutating func padToTarget() throws {
+            try deliverBuffered()
+            guard !done else { return }
+            let missing = target - delivered
+            try body!([Float](repeating: 0, count: missing))
+            delivered += missing
+            if let p = position, p < delivered { buffered.removeFirst(min(buffered.count, delivered - p)); position = max(p, delivered) }
         }
 
         private mutating func drain() throws {
-            while !done, (try? decoder.receive(into: frame)) == .ok {
+            // Every decoded frame is taken out, even past the target: a decoder holding output
+            // refuses new packets.
+            while (try? decoder.receive(into: frame)) == .ok {
                 if position == nil {
                     let ts = frame.bestEffortTimestamp
                     let seconds = ts == cffmpeg_nopts() ? startSeconds : Double(ts + offset) * decoder.timeBase.seconds
                     position = Int(((seconds - startSeconds) * Double(sampleRate)).rounded())
                 }
-                try deliver(resampler.convert(frame))
+                try accept(resampler.convert(frame))
             }
         }
 
-        /// Places `samples` (which start at `position`) into the requested span [0, sampleCount).
-        private mutating func deliver(_ samples: [Float], padding: Bool = false) throws {
-            if padding { try body(samples); delivered += samples.count; return }
-            guard var pos = position, !samples.isEmpty else { return }
-            var chunk = samples[...]
+        private mutating func accept(_ samples: [Float]) throws {
+            guard position != nil, !samples.isEmpty else { return }
+            buffered.append(contentsOf: samples)
+            try deliverBuffered()
+        }
+
+        /// Hands out `buffered` up to the target: silence where the audio starts after the samples
+        /// already delivered, nothing of what lies before them.
+        private mutating func deliverBuffered() throws {
+            guard var pos = position, !done else { return }
             if pos > delivered {
-                // Audio starts after the span begins: silence fills the gap.
-                let gap = min(pos - delivered, sampleCount - delivered)
-                try body([Float](repeating: 0, count: gap))
+                let gap = min(pos - delivered, target - delivered)
+                try body!([Float](repeating: 0, count: gap))
                 delivered += gap
             }
-            if pos < delivered { let skip = min(delivered - pos, chunk.count); chunk = chunk.dropFirst(skip); pos += skip }
-            let take = min(chunk.count, sampleCount - delivered)
-            if take > 0 { try body(Array(chunk.prefix(take))); delivered += take }
-            position = pos + chunk.count
+            if pos < delivered {
+                let skip = min(delivered - pos, buffered.count)
+                buffered.removeFirst(skip)
+                pos += skip
+            }
+            if pos == delivered {
+                let take = min(buffered.count, target - delivered)
+                if take > 0 {
+                    try body!(Array(buffered.prefix(take)))
+                    buffered.removeFirst(take)
+                    delivered += take
+                    pos += take
+                }
+            }
+            position = pos
         }
     }
 }
