@@ -50,11 +50,13 @@ let wall = Date().timeIntervalSince(start)
 var frames = 0
 var shares: [String: Double] = [:]
 var itemSeconds = 0.0
+var detections: [String: Int] = [:]
 for row in try store.currentResults(stage: "align").values where row.state == "done" {
     let m = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
     frames += (m["pieces"] as! [[String: Any]]).reduce(0) { let f = $1["frames"] as! [Int]; return $0 + f[1] - f[0] }
     for (k, v) in m["seconds"] as! [String: Double] { shares[k, default: 0] += v }
     itemSeconds += row.seconds ?? 0
+    for (k, v) in m["tracker"] as! [String: Any] where k.hasSuffix("etections") { detections[k, default: 0] += v as! Int }
 }
 let total = shares.values.reduce(0, +)
 print("align \(resolution): \(summary.counts["align"] ?? [:]) clips, \(frames) aligned frames in \(String(format: "%.2f", wall)) s on \(cores) cores")
@@ -64,6 +66,7 @@ print(String(format: "aligned frames/s: %.1f (all cores), %.1f per core", Double
 shares["item setup+commit"] = max(0, itemSeconds - total)
 shares["engine+idle"] = max(0, wall * Double(cores) - itemSeconds)
 let budget = wall * Double(cores)
+print("detector runs:", detections.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
 print("core time per aligned frame:", shares.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f ms (%.0f%%)", $0.key, 1000 * $0.value / Double(frames), 100 * $0.value / budget) }.joined(separator: ", "))
 
 // Decoding alone: the second clip of each source read fresh vs. continued from the first clip's

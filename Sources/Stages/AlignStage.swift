@@ -29,7 +29,8 @@ public struct AlignStage: Stage {
     }
 
     // v2: right-edge pixels of widths that are not a multiple of 16 converted (PackedPictureConverter).
-    public var fingerprint: String { Fingerprint.of("v2", Fingerprint.canonicalJSON(configuration), String(minFrames)) }
+    // v3: scheduled refreshes search a smaller area around the face and never the whole frame.
+    public var fingerprint: String { Fingerprint.of("v3", Fingerprint.canonicalJSON(configuration), String(minFrames)) }
 
     /// One run of consecutive frames with a face, and where its aligned copy goes.
     public struct Piece: Codable, Sendable, Equatable {

@@ -15,9 +15,10 @@ public final class FaceTracker {
         public var redetectEvery = 25
         public var minFaceWidth = 50
         public var minFaceHeight = 80
-        /// Scheduled re-detections of a live track search the face's surroundings (about 3× its
-        /// size) before the whole frame: a fifth of the work at 720p. A larger face appearing
-        /// elsewhere is then noticed when the track breaks, not at the next schedule.
+        /// Scheduled re-detections of a live track search only the face's surroundings (about twice
+        /// its size; a tenth of the work at 720p); when they find nothing the track goes on until
+        /// the next schedule. A larger face appearing elsewhere is then noticed when the track
+        /// breaks, not at the next schedule.
         public var refreshAroundFace = true
         public init() {}
     }
@@ -26,6 +27,9 @@ public final class FaceTracker {
         public var detections = 0
         /// Of those, searches limited to the tracked face's surroundings.
         public var regionDetections = 0
+        /// Searches of the whole frame: at the start of a track, and when a search around the face
+        /// found none.
+        public var frameDetections = 0
         public var trackedFrames = 0
         public var faceFrames = 0
         public var noFaceFrames = 0
@@ -77,7 +81,7 @@ public final class FaceTracker {
                 }
             }
         }
-        if let found = try detect(in: image) { return found }
+        if let found = try detect(in: image, trackIntact: tracked != nil) { return found }
         if let tracked, let relation = boxRelation ?? lastRelation {
             // Refresh missed, track intact: keep following the face and try again at the next schedule.
             boxRelation = relation
@@ -97,16 +101,22 @@ public final class FaceTracker {
         return tracked
     }
 
-    private func detect(in image: RGBImage) throws -> [Point2]? {
+    /// Detects the largest acceptable face. `trackIntact`: a scheduled refresh of a track that still
+    /// holds, which searches only around the face (a miss there keeps the track, and a full-frame
+    /// search would mostly miss the same turned face again at several times the cost).
+    private func detect(in image: RGBImage, trackIntact: Bool = false) throws -> [Point2]? {
         let start = Date()
-        // A scheduled refresh of a live track looks around the face first (a fraction of the frame);
-        // the whole frame is searched only when that finds nothing or there is no track.
+        // A refresh or a broken track looks around the last face first (a fraction of the frame);
+        // the whole frame is searched when there is no track, or when a broken track's
+        // surroundings hold no face.
         var boxes: [FaceBox] = []
+        var searchedAround = false
         if let previous, settings.refreshAroundFace {
             let (minX, minY, maxX, maxY) = Self.bounds(previous)
             let side = max(maxX - minX, maxY - minY)
-            let x0 = max(0, Int(minX - side)), y0 = max(0, Int(minY - 1.2 * side))
-            let x1 = min(image.width, Int(maxX + side)), y1 = min(image.height, Int(maxY + side))
+            let m = Self.regionMargin
+            let x0 = max(0, Int(minX - m * side)), y0 = max(0, Int(minY - (m + 0.2) * side))
+            let x1 = min(image.width, Int(maxX + m * side)), y1 = min(image.height, Int(maxY + m * side))
             if x1 - x0 >= 80, y1 - y0 >= 80 {
                 // Scaled so the face spans about 140 px: well above the HOG window (80 px), and no
                 // larger than the full-frame search would see it.
@@ -114,9 +124,13 @@ public final class FaceTracker {
                 boxes = try detectBoxes(in: image.cropped(x: x0, y: y0, width: x1 - x0, height: y1 - y0), scale: scale)
                     .map { FaceBox(left: $0.left + x0, top: $0.top + y0, right: $0.right + x0, bottom: $0.bottom + y0, score: $0.score) }
                 statistics.regionDetections += 1
+                searchedAround = true
             }
         }
-        if !boxes.contains(where: acceptable) { boxes = try detectBoxes(in: image, scale: frameScale(image.width)) }
+        if !boxes.contains(where: acceptable), !(searchedAround && trackIntact) {
+            boxes = try detectBoxes(in: image, scale: frameScale(image.width))
+            statistics.frameDetections += 1
+        }
         statistics.detections += 1
         statistics.detectSeconds += Date().timeIntervalSince(start)
         guard let face = boxes.filter(acceptable).max(by: { $0.area < $1.area }) else {
@@ -139,6 +153,9 @@ public final class FaceTracker {
     }
 
     static let regionFaceSize = 140.0
+    /// How far around the landmarks' box (in its larger side) the surroundings reach: the detector's
+    /// box extends past the landmarks (more above the brows), and the face moves between refreshes.
+    static let regionMargin = 0.5
 
     /// How much a frame `width` wide is reduced for detection (`detect_width`).
     private func frameScale(_ width: Int) -> Double {
