@@ -87,7 +87,7 @@ public struct AlignStage: Stage {
         let carried = context.lane.take(NormalizedReader.Pass.self, key: Self.passKey(item.source, at: clip.startFrame))
         let pass = try carried ?? context.normalizedReader(for: item, stage: id, normalize: normalize).pass(from: clip.startFrame)
         let reader = pass.reader
-        let rotation = try reader.rotationDegrees()
+        let rotation = pass.rotationDegrees
         let tracker = FaceTracker(detector: try DlibFaceLandmarkDetector(modelPath: configuration.landmarkModel), settings: configuration.tracker)
         let template = AlignmentTemplate(resolution: configuration.resolution)
         let converter = PackedPictureConverter(order: .rgb)

@@ -32,8 +32,11 @@ public final class NormalizedReader {
     /// The clockwise rotation the source's display matrix asks for (0 when none): frames come out
     /// as stored, and writers or face detection turn them upright with this.
     public func rotationDegrees() throws -> Int {
-        let demuxer = try Demuxer(path: path)
-        return demuxer.pipelineStreams.video.flatMap { demuxer.info($0).rotationDegrees } ?? 0
+        Self.rotationDegrees(of: try Demuxer(path: path))
+    }
+
+    static func rotationDegrees(of demuxer: Demuxer) -> Int {
+        demuxer.pipelineStreams.video.flatMap { demuxer.info($0).rotationDegrees } ?? 0
     }
     public var samplesPerFrame: Double { Double(sampleRate) * frameMap.outputRate.inverted.seconds }
 
@@ -145,6 +148,9 @@ public final class NormalizedReader {
             packet = try Packet()
             frame = try Frame()
         }
+
+        /// `NormalizedReader.rotationDegrees()` from this pass's open file (opening one costs ~15 ms).
+        public var rotationDegrees: Int { NormalizedReader.rotationDegrees(of: demuxer) }
 
         /// Delivers timeline frames `position..<end` and the audio under them, as
         /// `NormalizedReader.read(frames:video:audio:)` does, and leaves the pass at `end`.
