@@ -72,9 +72,10 @@ print("core time per aligned frame:", shares.sorted { $0.key < $1.key }.map { St
 // Decoding alone: the second clip of each source read fresh vs. continued from the first clip's
 // pass, alternating so that both see the same machine.
 var fresh = 0.0, continued = 0.0, compared = 0
+let clipsBySource = Dictionary(grouping: try store.clipsOfActiveSources(), by: { $0.source.id! })
 for round in 0..<2 {
     for source in try store.activeSources() {
-        let clipsOfSource = try store.clipsOfActiveSources().filter { $0.source.id == source.id }.map(\.clip)
+        let clipsOfSource = (clipsBySource[source.id!] ?? []).map(\.clip)
         guard clipsOfSource.count >= 2, let map = try FrameMapAnalysis.load(sourceId: source.id!, rate: Rational(25, 1), from: store) else { continue }
         let reader = NormalizedReader(path: input.appendingPathComponent(source.relativePath).path, frameMap: map, decoderThreads: 1)
         let first = clipsOfSource[0], second = clipsOfSource[1]

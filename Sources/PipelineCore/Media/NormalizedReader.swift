@@ -335,7 +335,6 @@ public final class NormalizedReader {
             let missing = target - delivered
             try body!([Float](repeating: 0, count: missing))
             delivered += missing
-            if let p = position, p < delivered { buffered.removeFirst(min(buffered.count, delivered - p)); position = max(p, delivered) }
         }
 
         private mutating func drain() throws {

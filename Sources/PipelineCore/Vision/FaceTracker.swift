@@ -104,7 +104,7 @@ public final class FaceTracker {
     /// Detects the largest acceptable face. `trackIntact`: a scheduled refresh of a track that still
     /// holds, which searches only around the face (a miss there keeps the track, and a full-frame
     /// search would mostly miss the same turned face again at several times the cost).
-    private func detect(in image: RGBImage, trackIntact: Bool = false) throws -> [Point2]? {
+    private func detect(in image: RGBImage, trackIntact: Bool) throws -> [Point2]? {
         let start = Date()
         // A refresh or a broken track looks around the last face first (a fraction of the frame);
         // the whole frame is searched when there is no track, or when a broken track's
