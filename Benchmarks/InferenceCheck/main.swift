@@ -154,6 +154,50 @@ var failures = 0
             }
         }
     }
+    if models.contains("geglu") {
+        // geglu_linear (on CUDA: one product and the backend's fused kernel) against the definition from
+        // separate operations in float32: the projection, its halves, exact GELU, the product.
+        for dtype in [DType.float32, .float16, .bfloat16] {
+            for (rows, c, inner) in [(4096, 320, 1280), (777, 640, 2560), (50, 1280, 5120)] {
+                var g = SeededGenerator(seed: UInt64(rows + c))
+                let x = try Tensor((0..<(rows * c)).map { _ in g.symmetricUnit() * 2 }, shape: [rows, c], device: device)
+                let weight = try Tensor((0..<(2 * inner * c)).map { _ in g.symmetricUnit() / Float(c).squareRoot() }, shape: [2 * inner, c], device: device)
+                let bias = try Tensor((0..<(2 * inner)).map { _ in g.symmetricUnit() }, shape: [2 * inner], device: device)
+                let y = try Functional.linear(x, weight: weight, bias: bias)
+                let expected = try (y.narrowed(1, 0..<inner) * y.narrowed(1, inner..<(2 * inner)).activation(.gelu)).floats()
+                let ours = try Functional.gegluLinear(x.to(device, dtype), weight: weight.to(device, dtype), bias: bias.to(device, dtype)).floats()
+                // Relative to the largest value: the product of two rounded halves, each rounded after a K-long sum.
+                let bound = (dtype == .float32 ? 1e-5 : dtype == .float16 ? 3e-3 : 2e-2) * max(1, expected.map(abs).max() ?? 1)
+                report("geglu_linear \(dtype) \(rows)x\(c)→\(inner)", ours, expected, tolerance: bound)
+            }
+        }
+    }
+    if models.contains("graphs") {
+        // LipsyncWindow with the U-Net's forwards replayed as CUDA graphs against the same windows run op
+        // by op: four windows (the last one shorter) without and with DeepCache, so captures, replays,
+        // the short path reading the full path's state, and a shape seen once are all exercised.
+        let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: golden.appendingPathComponent("unet3d_small/weights.safetensors")), config: unetConfig, device: device).0
+        let vae = try AutoencoderKL.load(SafeTensors(contentsOf: golden.appendingPathComponent("vae_small/weights.safetensors")), config: vaeConfig, device: device).0
+        var g = SeededGenerator(seed: 99)
+        let lengths = [16, 16, 16, 9]
+        let faces = lengths.map { n in (0..<n).map { _ in (0..<(128 * 128 * 3)).map { _ in UInt8(truncatingIfNeeded: g.next() >> 56) } } }
+        let audio = try lengths.map { n in try Tensor((0..<(n * 50 * 384)).map { _ in g.symmetricUnit() }, shape: [n, 50, 384], device: device) }
+        let noise = (0..<(4 * 16 * 16)).map { _ in g.symmetricUnit() }
+        let mask = LipsyncWindow.Mask(u8: (0..<(128 * 128)).map { $0 / 128 >= 80 ? 0 : 255 }, size: 128)
+        for deepCache in [nil, 3] as [Int?] {
+            func run(_ graphs: Bool) throws -> ([Float], LipsyncWindow) {
+                let window = LipsyncWindow(unet: unet, vae: vae, scheduler: DDIMScheduler(steps: 8), device: device, deepCache: deepCache, cudaGraphs: graphs)
+                return (try zip(faces, audio).flatMap { try window.generate(frames: $0, mask: mask, audio: $1, noise: noise).floats() }, window)
+            }
+            let (expected, _) = try run(false)
+            let (ours, window) = try run(true)
+            let stats = window.graphs.map { "\($0.replays) replays, \($0.eager) op by op, \($0.failures.count) failed captures" } ?? "no graphs"
+            for failure in window.graphs?.failures ?? [] { print("     \(failure)") }
+            let replayed = (window.graphs?.replays ?? 0) > 0 && window.graphs?.failures.isEmpty == true
+            if !replayed && device != .cpu { failures += 1; print("FAIL graphs did not replay (\(stats))") }
+            report("lipsync windows with CUDA graphs, DeepCache \(deepCache.map(String.init) ?? "off") (\(stats))", ours, expected, tolerance: 1e-5)
+        }
+    }
     if models.contains("lipsync") {
         let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: golden.appendingPathComponent("unet3d_small/weights.safetensors")), config: unetConfig, device: device).0
         let vae = try AutoencoderKL.load(SafeTensors(contentsOf: golden.appendingPathComponent("vae_small/weights.safetensors")), config: vaeConfig, device: device).0
@@ -193,6 +237,9 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
     let noise = try Tensor((0..<(4 * frames * h * h)).map { _ in Float.random(in: -1...1) }, shape: [1, 4, frames, h, h], device: device)
     let context = try Tensor((0..<(2 * frames * 50 * 384)).map { _ in Float.random(in: -1...1) }, shape: [2 * frames, 50, 384], device: device)
     let scheduler = DDIMScheduler(steps: 20)
+    // PIPELINED_CUDA_GRAPHS=0: every forward dispatched op by op (for comparisons); by default CUDA graphs, as `infer` runs.
+    let cudaGraphs = ProcessInfo.processInfo.environment["PIPELINED_CUDA_GRAPHS"] != "0"
+    let graphs = cudaGraphs && device != .cpu ? UNet3DConditionModel.Graphs(unet) : nil
     var times = (whisper: 0.0, encode: 0.0, unet: 0.0, decode: 0.0)
     try backend.resetPeakMemory(device)
     for iteration in 0..<(iterations + 1) {
@@ -206,8 +253,9 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
                 let conditions = try Tensor.cat([noise.narrowed(1, 0..<1), l.narrowed(2, 0..<frames), l.narrowed(2, frames..<(2 * frames))], dim: 1)
                 let twice = try Tensor.cat([conditions, conditions], dim: 0)
                 for (index, t) in scheduler.timesteps.enumerated() {
-                    let prediction = try unet(Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1), timestep: t, context: context,
-                                              cache: cache, step: index)
+                    let input = try Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1)
+                    let prediction = try graphs.map { try $0(input, timestep: t, context: context, cache: cache, step: index) }
+                        ?? unet(input, timestep: t, context: context, cache: cache, step: index)
                     let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: 1.5)
                     current = try scheduler.step(guided, at: t, sample: current).previous
                 }
@@ -233,7 +281,7 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
     var clip = ""
     if let clipFrames {
         var g = SeededGenerator(seed: 11)
-        let window = LipsyncWindow(unet: unet, vae: vae, scheduler: scheduler, guidance: 1.5, device: device, deepCache: deepCache)
+        let window = LipsyncWindow(unet: unet, vae: vae, scheduler: scheduler, guidance: 1.5, device: device, deepCache: deepCache, cudaGraphs: cudaGraphs)
         // The reference's mask shape: keep everything but a lower-middle rectangle (the mouth).
         let mask = LipsyncWindow.Mask(u8: (0..<(resolution * resolution)).map { p in
             let (y, x) = (p / resolution, p % resolution)
@@ -260,9 +308,13 @@ func benchGenerator(device: Device, dtype: DType, resolution: Int, iterations: I
         precondition(produced == clipFrames)
         let clipPeak = try backend.memoryStats(device)?.peakAllocated ?? 0
         clip = ",\"clip_frames\":\(clipFrames),\"clip_seconds\":\(seconds),\"clip_frames_per_s\":\(Double(clipFrames) / seconds),\"clip_peak_bytes\":\(clipPeak)"
+        if let g = window.graphs {
+            clip += ",\"clip_graph_replays\":\(g.replays),\"clip_eager_forwards\":\(g.eager),\"clip_graph_failures\":\(g.failures.count)"
+            for failure in g.failures { printError("graph: \(failure)\n") }
+        }
     }
     print("{\"impl\":\"swift\",\"model\":\"generator\",\"dtype\":\"\(dtype)\",\"resolution\":\(resolution),\"deepcache\":\(deepCache ?? 0),\"unet_parameters\":\(parameters),"
-          + "\"channels_last\":\(unet.channelsLast)\(clip),"
+          + "\"channels_last\":\(unet.channelsLast),\"cuda_graphs\":\(graphs != nil)\(clip),"
           + "\"seconds_per_window\":\(total),\"frames_per_s\":\(Double(frames) / total),\"share_unet\":\(times.unet / n / total),"
           + "\"share_vae_encode\":\(times.encode / n / total),\"share_vae_decode\":\(times.decode / n / total),\"share_whisper\":\(times.whisper / n / total),"
           + "\"peak_bytes\":\(peak)}")

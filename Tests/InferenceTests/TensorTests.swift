@@ -185,6 +185,23 @@ import Testing
         #expect(throws: TorchError.self) { try Functional.groupNorm(frames: x, frames: 4, groups: 32, weight: weight, bias: bias, eps: 1e-5) }
     }
 
+    /// `geglu_linear` is diffusers' GEGLU: the projection's first half times the exact GELU of its
+    /// second half, over (…, C) inputs of any rank; a weight that does not split in halves is refused.
+    @Test func gegluLinearMatchesItsDefinition() throws {
+        let (rows, c, inner) = (6, 8, 12)
+        let x = Self.random(rows * c, seed: 21).map { $0 * 2 }, w = Self.random(2 * inner * c, seed: 22), b = Self.random(2 * inner, seed: 23)
+        var expected: [Float] = []
+        for r in 0..<rows {
+            let y = (0..<(2 * inner)).map { o in (0..<c).reduce(b[o]) { $0 + x[r * c + $1] * w[o * c + $1] } }
+            expected += (0..<inner).map { j in y[j] * 0.5 * y[inner + j] * (1 + erf(y[inner + j] / Float(2).squareRoot())) }
+        }
+        let weight = try Tensor(w, shape: [2 * inner, c]), bias = try Tensor(b, shape: [2 * inner])
+        let out = try Functional.gegluLinear(Tensor(x, shape: [2, 3, c]), weight: weight, bias: bias)
+        #expect(try out.shape == [2, 3, inner])
+        #expect(Self.close(try out.floats(), expected, 1e-5))
+        #expect(throws: TorchError.self) { try Functional.gegluLinear(Tensor(x, shape: [rows, c]), weight: Tensor(Array(w[0..<(7 * c)]), shape: [7, c]), bias: nil) }
+    }
+
     /// The profiler records the operators run under it and writes a Chrome trace — or, with a libtorch
     /// built without Kineto (Debian's), says exactly that.
     @Test func profilerWritesAChromeTrace() throws {

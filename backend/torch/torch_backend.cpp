@@ -6,6 +6,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 #ifdef PD_WITH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 #ifdef PD_WITH_CUDA_KERNELS
@@ -14,15 +16,27 @@
 extern "C" int pd_group_norm_nhwc(const void *x, void *y, int dtype, int64_t items, int64_t positions, int channels, int groups,
                                   double eps, const float *gamma, const float *beta, int silu, float *partial, int slices,
                                   float *params, void *stream);
+extern "C" int pd_group_norm_nhwc_slices(int64_t items, int64_t positions, int channels, int dtype);
+// geglu.cu: a · GELU(g) over the two halves of a projection's rows in one pass.
+extern "C" int pd_geglu(const void *y, void *out, int dtype, int64_t rows, int64_t inner, void *stream);
 #endif
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <string>
 #include <vector>
 
 struct pd_tensor {
     at::Tensor value;
+};
+
+struct pd_graph {
+#ifdef PD_WITH_CUDA
+    at::cuda::CUDAGraph graph;
+    // Set while capturing: the side stream the capture records (graphs cannot capture the default stream).
+    std::optional<c10::cuda::CUDAStreamGuard> capturing;
+#endif
 };
 
 namespace {
@@ -607,8 +621,7 @@ const pd_torch_api api = {
             if (!native_only && v.is_cuda() && channels_last && !differentiable && groups > 0 && c % groups == 0 &&
                 (type == at::kFloat || type == at::kHalf || type == at::kBFloat16)) {
                 const int64_t items = n / frames, positions = frames * h * width;
-                // Enough (item, slice) blocks to fill the GPU, each with at least 8 positions.
-                const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(1024 / items, positions / 8));
+                const int64_t slices = pd_group_norm_nhwc_slices(items, positions, int(c), type == at::kFloat ? 0 : 2);
                 const auto floats = v.options().dtype(at::kFloat);
                 auto y = at::empty_like(v);
                 auto partial = at::empty({items * slices * c * 3}, floats), params = at::empty({items * c * 2}, floats);
@@ -664,6 +677,101 @@ const pd_torch_api api = {
             if (!result) throw std::runtime_error("the profiler was not running");
             result->save(path);
         });
+    },
+    /* geglu_linear */ [](const pd_tensor *x, const pd_tensor *w, const pd_tensor *b, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "geglu_linear");
+            const auto &weight = get(w, "geglu_linear weight");
+            if (weight.dim() != 2 || weight.size(0) % 2 != 0)
+                throw std::invalid_argument("geglu_linear needs a [2·inner, C] weight, not " + std::to_string(weight.dim()) + "-D with " +
+                                            std::to_string(weight.size(0)) + " rows");
+            const int64_t inner = weight.size(0) / 2;
+#ifdef PD_WITH_CUDA_KERNELS
+            // PD_NATIVE_GEGLU=1 keeps PyTorch's kernels, for comparisons.
+            static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_GEGLU"); return e && e[0] == '1'; }();
+            const bool differentiable = at::GradMode::is_enabled() &&
+                                        (v.requires_grad() || weight.requires_grad() || (b && b->value.requires_grad()));
+            if (!native_only && v.is_cuda() && !differentiable) {
+                auto y = at::linear(v, weight, optional(b)).contiguous();
+                const auto type = y.scalar_type();
+                if (type == at::kFloat || type == at::kHalf || type == at::kBFloat16) {
+                    auto sizes = y.sizes().vec();
+                    sizes.back() = inner;
+                    auto result = at::empty(sizes, y.options());
+                    const int rc = pd_geglu(y.data_ptr(), result.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2,
+                                            y.numel() / (2 * inner), inner, c10::cuda::getCurrentCUDAStream(y.device().index()).stream());
+                    if (rc == -1) throw std::runtime_error("geglu_linear: a CUDA kernel did not launch");
+                    if (rc == 0) return give(result, out);
+                }
+            }
+#endif
+            // Each half's product on its own rows of the weight: the halves come out contiguous, so GELU and
+            // the product run as vectorised kernels instead of strided ones.
+            const auto bias = optional(b);
+            auto half = [&](int64_t start) {
+                return at::linear(v, weight.narrow(0, start, inner), bias ? c10::optional<at::Tensor>(bias->narrow(0, start, inner)) : c10::nullopt);
+            };
+            give(half(0) * at::gelu(half(inner)), out);
+        });
+    },
+    /* graph_capture_begin */ [](int32_t index, const pd_graph *share, pd_graph **out) {
+        return guarded([&] {
+#ifdef PD_WITH_CUDA
+            if (!out) throw std::invalid_argument("graph_capture_begin needs an output");
+            if (index < 0 || index >= int32_t(torch::cuda::device_count()))
+                throw std::invalid_argument("graph capture on cuda:" + std::to_string(index) + ", which is not a visible device");
+            auto g = std::make_unique<pd_graph>();
+            torch::cuda::synchronize(index);  // the inputs, queued on the current stream, are ready
+            g->capturing.emplace(c10::cuda::getStreamFromPool(false, c10::DeviceIndex(index)));
+            try {
+                // Thread-local mode: other threads' CUDA calls (another model, a decoder) do not break the capture.
+                if (share) g->graph.capture_begin(const_cast<pd_graph *>(share)->graph.pool(), cudaStreamCaptureModeThreadLocal);  // pool() is not const; it reads only
+                else g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+            } catch (...) {
+                g->capturing.reset();
+                throw;
+            }
+            *out = g.release();
+#else
+            (void)index; (void)share; (void)out;
+            throw std::runtime_error("CUDA graphs need a CUDA build of the torch backend");
+#endif
+        });
+    },
+    /* graph_capture_end */ [](pd_graph *g) {
+        return guarded([&] {
+#ifdef PD_WITH_CUDA
+            if (!g || !g->capturing) throw std::invalid_argument("graph_capture_end on a graph that is not capturing");
+            struct Restore {
+                pd_graph *g;
+                ~Restore() { g->capturing.reset(); }
+            } restore{g};
+            g->graph.capture_end();
+#else
+            (void)g;
+            throw std::runtime_error("CUDA graphs need a CUDA build of the torch backend");
+#endif
+        });
+    },
+    /* graph_replay */ [](pd_graph *g) {
+        return guarded([&] {
+#ifdef PD_WITH_CUDA
+            if (!g || g->capturing) throw std::invalid_argument("graph_replay on a graph that is still capturing");
+            g->graph.replay();
+#else
+            (void)g;
+            throw std::runtime_error("CUDA graphs need a CUDA build of the torch backend");
+#endif
+        });
+    },
+    /* graph_release */ [](pd_graph *g) {
+#ifdef PD_WITH_CUDA
+        if (g && g->capturing) {
+            try { g->graph.capture_end(); } catch (...) {}  // an abandoned capture: leave capture mode first
+            g->capturing.reset();
+        }
+#endif
+        delete g;
     },
 };
 } // namespace

@@ -18,6 +18,7 @@ extern "C" {
 #define PD_TORCH_ABI_VERSION 1
 
 typedef struct pd_tensor pd_tensor;
+typedef struct pd_graph pd_graph;
 
 /// Element types (values are part of the ABI).
 typedef enum {
@@ -167,6 +168,21 @@ typedef struct pd_torch_api {
     int32_t (*profiler_start)(int32_t cuda);
     /// Stops it and writes what it recorded as a Chrome trace (JSON) to `path`.
     int32_t (*profiler_stop)(const char *path);
+
+    // --- Appended for the generator's speed ------------------------------------------------------
+    /// GEGLU: y = x·Wᵀ + b split in halves [a | g] along the last dimension (`weight` is [2·inner, C]),
+    /// result a · GELU(g) (exact GELU), [..., inner]. On CUDA without autograd: one product and one fused
+    /// kernel; otherwise the two halves' products and PyTorch's GELU and product (differentiable).
+    int32_t (*geglu_linear)(const pd_tensor *x, const pd_tensor *weight, const pd_tensor *bias, pd_tensor **out);
+    /// CUDA graphs (`torch.cuda.CUDAGraph`): after `graph_capture_begin` the calling thread's work on the device
+    /// goes to a side stream and is recorded, not run, until `graph_capture_end` (same thread); tensors created
+    /// meanwhile live in the graph's private memory pool (shared with `share_pool_with` when not NULL: graphs
+    /// replayed one after another). `graph_replay` runs the recorded work again on the current stream, reading
+    /// and writing the same memory. Begin waits for the device's queued work. -1 with an error on a CPU build.
+    int32_t (*graph_capture_begin)(int32_t device_index, const pd_graph *share_pool_with, pd_graph **out);
+    int32_t (*graph_capture_end)(pd_graph *graph);
+    int32_t (*graph_replay)(pd_graph *graph);
+    void (*graph_release)(pd_graph *graph);
 } pd_torch_api;
 
 /// `activation` kinds (values are part of the ABI).

@@ -126,7 +126,7 @@ public struct UNet3DConditionModel: Sendable {
         // @unchecked: used by one window's denoising loop at a time.
         public let interval: Int
         var hidden: Tensor?
-        public fileprivate(set) var fullSteps = 0, cachedSteps = 0
+        public internal(set) var fullSteps = 0, cachedSteps = 0
         public init(interval: Int = 3) { precondition(interval >= 1); self.interval = interval }
         public func reset() { hidden = nil }
     }
@@ -135,22 +135,37 @@ public struct UNet3DConditionModel: Sendable {
     /// b·F + f is frame f of item b.
     public func callAsFunction(_ sample: Tensor, timestep: Int, context: Tensor, cache: DeepCache? = nil, step index: Int = 0,
                                record: ((String, Tensor) -> Void)? = nil) throws -> Tensor {
+        try forward(sample, features: timestepFeatures(timestep, batch: sample.shape[0], device: sample.device, backend: sample.backend),
+                    context: context, cache: cache, step: index, record: record)
+    }
+
+    /// `timestepFeatures` of one timestep for `batch` items, (batch, C₀) float32 on `device`.
+    func timestepFeatures(_ timestep: Int, batch: Int, device: Device, backend: TorchBackend) throws -> Tensor {
+        try Tensor(Self.timestepFeatures(Array(repeating: timestep, count: batch), width: config.blockOutChannels[0]),
+                   shape: [batch, config.blockOutChannels[0]], device: device, backend: backend)
+    }
+
+    /// Whether a forward at `index` with `cache` takes DeepCache's short path (the cached state exists
+    /// and the step is not a multiple of the interval).
+    func takesCachedPath(_ cache: DeepCache?, step index: Int) -> Bool {
+        guard let cache else { return false }
+        return cache.hidden != nil && index % cache.interval != 0
+    }
+
+    /// The forward from the timestep's features (already on the device: no host copy inside, which
+    /// is what lets a CUDA graph record it).
+    func forward(_ sample: Tensor, features timeFeatures: Tensor, context: Tensor, cache: DeepCache?, step index: Int,
+                 record: ((String, Tensor) -> Void)?) throws -> Tensor {
         let device = sample.device
         let sample = try sample.dtype == dtype ? sample : sample.to(device, dtype)
         let context = try context.dtype == dtype ? context : context.to(device, dtype)
-        let shape = try sample.shape
-        let (batch, frames) = (shape[0], shape[2])
-        var features = try Tensor(Self.timestepFeatures(Array(repeating: timestep, count: batch), width: config.blockOutChannels[0]),
-                                  shape: [batch, config.blockOutChannels[0]], device: device, backend: sample.backend)
-        if dtype != .float32 { features = try features.to(device, dtype) }
+        let frames = try sample.shape[2]
+        let features = try timeFeatures.dtype == dtype ? timeFeatures : timeFeatures.to(device, dtype)
         record?("act.time_proj", features)
         let emb = try timeLinear2(timeLinear1(features).activation(.silu))
         record?("act.time_embedding", emb)
-        // SiLU(embedding) once per frame (row b·F + f), for the resnets' per-channel shifts.
-        let width = try emb.shape[1]
-        let frameEmbedding = try Tensor.cat(Array(repeating: emb.activation(.silu).reshaped([batch, 1, width]), count: frames), dim: 1)
-            .reshaped([batch * frames, width])
-        let step = UNetStep(embedding: frameEmbedding, context: context, frames: frames)
+        // One timestep for the whole batch: every frame's embedding is the first row's.
+        let step = UNetStep(embedding: try emb.narrowed(0, 0..<1).activation(.silu), context: context, frames: frames)
         // (B, C, F, H, W) → frames (B·F, C, H, W) in the model's layout, and back for the caller and the records.
         let input = try sample.framesAsBatch().contiguous(channelsLast: channelsLast)
         func items(_ t: Tensor) throws -> Tensor { try t.batchAsFrames(frames) }
@@ -158,7 +173,7 @@ public struct UNet3DConditionModel: Sendable {
             try items(convOut(normOut(frames: h, frames, silu: true))).contiguous(channelsLast: false)
         }
         let finalLayer = upBlocks.last!.layers.last!
-        if let cache, let hidden = cache.hidden, index % cache.interval != 0 {
+        if takesCachedPath(cache, step: index), let cache, let hidden = cache.hidden {
             cache.cachedSteps += 1
             return try output(finalLayer(Tensor.cat([hidden, convIn(input)], dim: 1), step))
         }
@@ -187,8 +202,8 @@ public struct UNet3DConditionModel: Sendable {
     }
 }
 
-/// What every layer of one forward shares: SiLU(time embedding) per frame (B·F rows), the audio
-/// context (B·F, 50, 384) and the frame count F.
+/// What every layer of one forward shares: SiLU(time embedding) (1 row: the timestep is the whole
+/// batch's), the audio context (B·F, 50, 384) and the frame count F.
 struct UNetStep {
     let embedding: Tensor, context: Tensor, frames: Int
 }
@@ -251,9 +266,10 @@ struct ResnetBlock3D: Sendable {
 
     /// `x`: (B·F, C, H, W) frames.
     func callAsFunction(_ x: Tensor, _ step: UNetStep) throws -> Tensor {
-        var h = try conv1(norm1(frames: x, step.frames, silu: true))
-        let t = try timeProjection(step.embedding)
-        h = try h + t.reshaped(try t.shape + [1, 1])
+        // The time projection is one per-channel shift for every frame: added to conv1's bias instead of
+        // to its output (a broadcast pass over the activations saved).
+        let shift = try timeProjection(step.embedding).reshaped([-1])
+        var h = try conv1(norm1(frames: x, step.frames, silu: true), biasShift: shift)
         h = try conv2(norm2(frames: h, step.frames, silu: true))
         return try h + (shortcut.map { try $0(x) } ?? x)
     }
@@ -279,7 +295,7 @@ extension Tensor {
     }
 
     /// (N, H·W, C) tokens → (N, C, H, W) in the layout of `like` (a view for channels-last).
-    func image(like like: Tensor) throws -> Tensor {
+    func image(like: Tensor) throws -> Tensor {
         let s = try like.shape
         return try reshaped([s[0], s[2], s[3], s[1]]).permuted([0, 3, 1, 2])
     }

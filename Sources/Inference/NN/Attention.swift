@@ -64,13 +64,10 @@ public struct GEGLUFeedForward: Module {
         out = try Linear(w, path("net")[2], in: inner, out: channels)
     }
 
-    /// The projection runs as two products, one per half of `net.0.proj`'s rows (taken as views at each
-    /// call, so training still reaches the stored weight): the halves come out contiguous, and GELU and
-    /// the product run as vectorised kernels instead of strided ones over one (…, 2·inner) output.
+    /// The backend runs projection and gate together (`Functional.gegluLinear`): on CUDA one product and
+    /// one kernel that reads both halves once; under autograd, or on the CPU, each half's product and
+    /// PyTorch's GELU and product.
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        func half(_ rows: Range<Int>) throws -> Tensor {
-            try Functional.linear(x, weight: project.weight.narrowed(0, rows), bias: project.bias?.narrowed(0, rows))
-        }
-        return try out(half(0..<inner) * half(inner..<(2 * inner)).activation(.gelu))
+        try out(Functional.gegluLinear(x, weight: project.weight, bias: project.bias))
     }
 }

@@ -162,4 +162,9 @@ public struct FrameConv: Module {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         try Functional.convolution(x, weight: weight, bias: bias, stride: [stride, stride], padding: [padding, padding])
     }
+
+    /// The convolution with `biasShift` (one value per output channel) added to its bias.
+    public func callAsFunction(_ x: Tensor, biasShift: Tensor) throws -> Tensor {
+        try Functional.convolution(x, weight: weight, bias: bias.map { try $0 + biasShift } ?? biasShift, stride: [stride, stride], padding: [padding, padding])
+    }
 }

@@ -10,10 +10,15 @@ public struct LipsyncWindow: Sendable {
     public let device: Device
     /// DeepCache's interval (nil: every step runs the whole U-Net).
     public let deepCache: Int?
+    /// On CUDA, the U-Net's forwards replay captured CUDA graphs (shared by every window of this value).
+    public let graphs: UNet3DConditionModel.Graphs?
 
+    /// - Parameter cudaGraphs: replay the U-Net's forwards as CUDA graphs on a CUDA device (same
+    ///   results, without the CPU's per-kernel dispatch); off, every forward is dispatched op by op.
     public init(unet: UNet3DConditionModel, vae: AutoencoderKL, scheduler: DDIMScheduler, guidance: Double = 1.5, device: Device = .cpu,
-                deepCache: Int? = nil) {
+                deepCache: Int? = nil, cudaGraphs: Bool = true) {
         self.unet = unet; self.vae = vae; self.scheduler = scheduler; self.guidance = guidance; self.device = device; self.deepCache = deepCache
+        if case .cuda = device, cudaGraphs { graphs = UNet3DConditionModel.Graphs(unet) } else { graphs = nil }
     }
 
     /// The mask as the pipeline uses it: per pixel of the R×R face, 1 = keep the original, 0 = generate.
@@ -81,7 +86,8 @@ public struct LipsyncWindow: Sendable {
         let cache = deepCache.map { UNet3DConditionModel.DeepCache(interval: $0) }
         for (index, t) in scheduler.timesteps.enumerated() {
             let input = try Tensor.cat([Tensor.cat([current, current], dim: 0), twice], dim: 1)
-            let prediction = try unet(input, timestep: t, context: context, cache: cache, step: index)
+            let prediction = try graphs.map { try $0(input, timestep: t, context: context, cache: cache, step: index) }
+                ?? unet(input, timestep: t, context: context, cache: cache, step: index)
             if trace?.pointee.firstNoisePrediction == nil { trace?.pointee.firstNoisePrediction = prediction }
             let guided = try DDIMScheduler.guided(unconditional: prediction.narrowed(0, 0..<1), conditional: prediction.narrowed(0, 1..<2), scale: guidance)
             current = try scheduler.step(guided, at: t, sample: current).previous

@@ -131,6 +131,12 @@ public enum Functional {
         try x.make("linear") { x.backend.api.linear!(x.handle, weight.handle, bias?.handle, &$0) }
     }
 
+    /// GEGLU: `x·Wᵀ + b` split in halves [a | g] along the last dimension (`weight` is [2·inner, C]) →
+    /// `a · GELU(g)` (exact GELU). On CUDA without autograd one product and one fused kernel.
+    public static func gegluLinear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        try x.make("geglu_linear") { x.backend.api.geglu_linear!(x.handle, weight.handle, bias?.handle, &$0) }
+    }
+
     /// Convolution of rank `stride.count` (1, 2 or 3).
     public static func convolution(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int], dilation: [Int]? = nil,
                                    groups: Int = 1) throws -> Tensor {
