@@ -172,6 +172,28 @@ var failures = 0
             }
         }
     }
+    if models.contains("layernorm") {
+        // LayerNorm over the last dimension (the backend's own CUDA kernel where it applies), alone and with
+        // a per-frame table added, against PyTorch's LayerNorm (+ the table) in float32 on the CPU.
+        for dtype in [DType.float32, .float16, .bfloat16] {
+            for (b, f, l, c) in [(2, 16, 1024, 320), (2, 16, 64, 1280), (1, 5, 33, 640), (3, 2, 7, 2048)] {
+                var g = SeededGenerator(seed: UInt64(c + l))
+                let values = (0..<(b * f * l * c)).map { i in g.symmetricUnit() * 2 + Float((i % c) % 5) * 10 }
+                let gamma = (0..<c).map { _ in 1 + g.symmetricUnit() / 2 }, beta = (0..<c).map { _ in g.symmetricUnit() }
+                let table = (0..<(f * c)).map { _ in g.symmetricUnit() }
+                let x = try Tensor(values, shape: [b, f, l, c]), w = try Tensor(gamma, shape: [c]), bias = try Tensor(beta, shape: [c])
+                let t = try Tensor(table, shape: [f, c])
+                let plain = try Functional.layerNorm(x, weight: w, bias: bias, eps: 1e-5).floats()
+                let added = try Functional.layerNorm(x, weight: w, bias: bias, eps: 1e-5, addingPerFrame: t).floats()
+                func on(_ tensor: Tensor) throws -> Tensor { try tensor.to(device, dtype) }
+                let bound: Float = dtype == .float32 ? 1e-4 : dtype == .float16 ? 1.5e-2 : 8e-2
+                report("layer_norm \(dtype) \(b)x\(f)x\(l)x\(c)", try Functional.layerNorm(on(x), weight: on(w), bias: on(bias), eps: 1e-5).floats(), plain,
+                       tolerance: bound)
+                report("layer_norm + frames \(dtype) \(b)x\(f)x\(l)x\(c)",
+                       try Functional.layerNorm(on(x), weight: on(w), bias: on(bias), eps: 1e-5, addingPerFrame: on(t)).floats(), added, tolerance: bound)
+            }
+        }
+    }
     if models.contains("graphs") {
         // LipsyncWindow with the U-Net's forwards replayed as CUDA graphs against the same windows run op
         // by op: four windows (the last one shorter) without and with DeepCache, so captures, replays,

@@ -8,10 +8,13 @@ import Testing
     static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
     static let small = AutoencoderKL.Config(blockOutChannels: [32, 32, 64, 64])
 
-    @Test func encoderAndDecoderMatchTheReference() throws {
+    /// In both layouts (channels-last is what CUDA runs); results come back contiguous either way.
+    @Test(arguments: [false, true]) func encoderAndDecoderMatchTheReference(channelsLast: Bool) throws {
         let dir = try Golden.directory.appendingPathComponent("vae_small")
-        let (vae, report) = try AutoencoderKL.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small)
+        let (vae, report) = try AutoencoderKL.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small,
+                                                   channelsLast: channelsLast)
         #expect(report.parameters == 1_399_879 && report.tensors == 244, "\(report)")
+        #expect(vae.channelsLast == channelsLast)
         let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
         let image = try Tensor(io.float32("image"), shape: [2, 3, 64, 64])
         let (mean, logVariance) = try vae.encode(image)
@@ -26,7 +29,8 @@ import Testing
         let decoded = try vae.decode(Tensor(io.float32("decoder_latent_scaled"), shape: [2, 4, 8, 8]))
         let dd = Self.maxDifference(try decoded.floats(), try io.float32("decoded"))
         #expect(dd <= 1e-4, "decoded \(dd)")
-        print("VAE on CPU: latent mean \(dm), logvar \(dv), decoded \(dd)")
+        #expect(try decoded.contiguous(channelsLast: false).floats() == decoded.floats() && decoded.shape == [2, 3, 64, 64])
+        print("VAE on CPU (\(channelsLast ? "channels-last" : "contiguous")): latent mean \(dm), logvar \(dv), decoded \(dd)")
     }
 
     /// Older diffusers checkpoints name the attention query/key/value/proj_attn; they load the same.

@@ -202,6 +202,30 @@ import Testing
         #expect(throws: TorchError.self) { try Functional.gegluLinear(Tensor(x, shape: [rows, c]), weight: Tensor(Array(w[0..<(7 * c)]), shape: [7, c]), bias: nil) }
     }
 
+    /// `layerNorm(_:addingPerFrame:)` is LayerNorm over the last dimension followed by the table's row f
+    /// added to every row of frame f of (…, F, L, C); a table of the wrong size is refused.
+    @Test func layerNormAddingPerFrameMatchesItsDefinition() throws {
+        let (b, f, l, c) = (2, 3, 4, 8)
+        let x = Self.random(b * f * l * c, seed: 31).enumerated().map { $0.element * 3 + Float($0.offset % 5) }
+        let gamma = Self.random(c, seed: 32).map { $0 + 1 }, beta = Self.random(c, seed: 33), table = Self.random(f * c, seed: 34)
+        var expected: [Float] = []
+        for row in 0..<(b * f * l) {
+            let values = Array(x[(row * c)..<((row + 1) * c)])
+            let mean = values.reduce(0, +) / Float(c)
+            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(c)
+            let frame = (row / l) % f
+            expected += (0..<c).map { (values[$0] - mean) / (variance + 1e-5).squareRoot() * gamma[$0] + beta[$0] + table[frame * c + $0] }
+        }
+        let out = try Functional.layerNorm(Tensor(x, shape: [b, f, l, c]), weight: Tensor(gamma, shape: [c]), bias: Tensor(beta, shape: [c]), eps: 1e-5,
+                                           addingPerFrame: Tensor(table, shape: [1, f, c]))
+        #expect(try out.shape == [b, f, l, c])
+        #expect(Self.close(try out.floats(), expected, 1e-4))
+        #expect(throws: TorchError.self) {
+            try Functional.layerNorm(Tensor(x, shape: [b, f, l, c]), weight: Tensor(gamma, shape: [c]), bias: Tensor(beta, shape: [c]), eps: 1e-5,
+                                     addingPerFrame: Tensor(Array(table[0..<(2 * c)]), shape: [2, c]))
+        }
+    }
+
     /// The profiler records the operators run under it and writes a Chrome trace — or, with a libtorch
     /// built without Kineto (Debian's), says exactly that.
     @Test func profilerWritesAChromeTrace() throws {

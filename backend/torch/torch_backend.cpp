@@ -17,6 +17,9 @@ extern "C" int pd_group_norm_nhwc(const void *x, void *y, int dtype, int64_t ite
                                   double eps, const float *gamma, const float *beta, int silu, float *partial, int slices,
                                   float *params, void *stream);
 extern "C" int pd_group_norm_nhwc_slices(int64_t items, int64_t positions, int channels, int dtype);
+// layer_norm_rows.cu: LayerNorm of contiguous rows, a warp per row, optionally + a per-frame table.
+extern "C" int pd_layer_norm_rows(const void *x, void *y, int dtype, int64_t rows, int channels, const void *gamma, const void *beta,
+                                  double eps, const void *table, int64_t length, int frames, void *stream);
 // geglu.cu: a · GELU(g) over the two halves of a projection's rows in one pass.
 extern "C" int pd_geglu(const void *y, void *out, int dtype, int64_t rows, int64_t inner, void *stream);
 #endif
@@ -105,6 +108,37 @@ const at::Tensor &get(const pd_tensor *t, const char *what) {
 
 c10::optional<at::Tensor> optional(const pd_tensor *t) {
     return t ? c10::optional<at::Tensor>(t->value) : c10::nullopt;
+}
+
+// LayerNorm over the last dimension, plus `table` (F, C) per frame when given (x as (…, F, L, C)), through
+// our kernel (layer_norm_rows.cu) where it applies: CUDA, contiguous rows, weight and bias of x's type,
+// nothing to differentiate. An undefined tensor otherwise (the caller uses PyTorch's kernels).
+// PD_NATIVE_LAYER_NORM=1 keeps PyTorch's, for comparisons.
+at::Tensor fused_layer_norm(const at::Tensor &v, const pd_tensor *w, const pd_tensor *b, double eps, const at::Tensor *table) {
+#ifdef PD_WITH_CUDA_KERNELS
+    static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_LAYER_NORM"); return e && e[0] == '1'; }();
+    const auto type = v.scalar_type();
+    if (native_only || !v.is_cuda() || !w || !b || !v.is_contiguous() || v.dim() < (table ? 3 : 1) ||
+        !(type == at::kFloat || type == at::kHalf || type == at::kBFloat16))
+        return {};
+    const auto &gamma = w->value, &beta = b->value;
+    if (gamma.scalar_type() != type || beta.scalar_type() != type || !gamma.is_contiguous() || !beta.is_contiguous() ||
+        gamma.numel() != v.size(-1) || beta.numel() != v.size(-1))
+        return {};
+    if (at::GradMode::is_enabled() && (v.requires_grad() || gamma.requires_grad() || beta.requires_grad() || (table && table->requires_grad())))
+        return {};
+    if (table && (table->scalar_type() != type || !table->is_contiguous() || table->numel() != v.size(-3) * v.size(-1))) return {};
+    auto y = at::empty_like(v);
+    const int64_t channels = v.size(-1), rows = channels > 0 ? v.numel() / channels : 0;
+    const int rc = pd_layer_norm_rows(v.data_ptr(), y.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2, rows, int(channels),
+                                      gamma.data_ptr(), beta.data_ptr(), eps, table ? table->data_ptr() : nullptr, table ? v.size(-2) : 1,
+                                      table ? int(v.size(-3)) : 1, c10::cuda::getCurrentCUDAStream(v.device().index()).stream());
+    if (rc == -1) throw std::runtime_error("layer_norm: a CUDA kernel did not launch");
+    if (rc == 0) return y;
+#else
+    (void)v; (void)w; (void)b; (void)eps; (void)table;
+#endif
+    return {};
 }
 
 void give(at::Tensor value, pd_tensor **out) {
@@ -316,6 +350,10 @@ const pd_torch_api api = {
         return guarded([&] {
             const auto &v = get(x, "layer_norm");
             if (n < 1 || n > v.dim()) throw std::invalid_argument("layer_norm over " + std::to_string(n) + " of " + std::to_string(v.dim()) + " dimensions");
+            if (n == 1) {
+                auto y = fused_layer_norm(v, w, b, eps, nullptr);
+                if (y.defined()) return give(y, out);
+            }
             give(at::layer_norm(v, v.sizes().slice(size_t(v.dim() - n)), optional(w), optional(b), eps), out);
         });
     },
@@ -712,6 +750,18 @@ const pd_torch_api api = {
                 return at::linear(v, weight.narrow(0, start, inner), bias ? c10::optional<at::Tensor>(bias->narrow(0, start, inner)) : c10::nullopt);
             };
             give(half(0) * at::gelu(half(inner)), out);
+        });
+    },
+    /* layer_norm_add_frames */ [](const pd_tensor *x, const pd_tensor *w, const pd_tensor *b, double eps, const pd_tensor *table, pd_tensor **out) {
+        return guarded([&] {
+            const auto &v = get(x, "layer_norm_add_frames");
+            const auto &t = get(table, "layer_norm_add_frames table");
+            if (v.dim() < 3 || t.numel() != v.size(-3) * v.size(-1))
+                throw std::invalid_argument("layer_norm_add_frames takes (…, F, L, C) and an (F, C) table, not " + std::to_string(v.dim()) + "-D x and a " +
+                                            std::to_string(t.numel()) + "-value table");
+            auto y = fused_layer_norm(v, w, b, eps, &t);
+            if (y.defined()) return give(y, out);
+            give(at::layer_norm(v, {v.size(-1)}, optional(w), optional(b), eps) + t.reshape({v.size(-3), 1, v.size(-1)}), out);
         });
     },
     /* graph_capture_begin */ [](int32_t index, const pd_graph *share, pd_graph **out) {

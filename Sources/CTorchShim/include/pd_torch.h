@@ -174,6 +174,10 @@ typedef struct pd_torch_api {
     /// result a · GELU(g) (exact GELU), [..., inner]. On CUDA without autograd: one product and one fused
     /// kernel; otherwise the two halves' products and PyTorch's GELU and product (differentiable).
     int32_t (*geglu_linear)(const pd_tensor *x, const pd_tensor *weight, const pd_tensor *bias, pd_tensor **out);
+    /// LayerNorm over the last dimension of x (…, F, L, C), then + table[f] for every row of frame f; `table`
+    /// holds F·C values (AnimateDiff's positional encoding added to the normalised tokens).
+    int32_t (*layer_norm_add_frames)(const pd_tensor *x, const pd_tensor *weight, const pd_tensor *bias, double eps, const pd_tensor *table,
+                                     pd_tensor **out);
     /// CUDA graphs (`torch.cuda.CUDAGraph`): after `graph_capture_begin` the calling thread's work on the device
     /// goes to a side stream and is recorded, not run, until `graph_capture_end` (same thread); tensors created
     /// meanwhile live in the graph's private memory pool (shared with `share_pool_with` when not NULL: graphs

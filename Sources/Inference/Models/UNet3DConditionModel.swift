@@ -371,8 +371,8 @@ struct MotionModule: Sendable {
         var t = try projectIn(norm(frames: x, 1).tokens())  // (B·F, HW, C)
         for a in 0..<2 {
             // Attention over the frames at each position of each item; the positional table is added
-            // per frame: (B, F, HW, C) + (1, F, 1, C).
-            let input = try norms[a](t).reshaped([b, frames, hw, c]) + positions[a].narrowed(1, 0..<frames).reshaped([1, frames, 1, c])
+            // per frame to the normalised tokens (B, F, HW, C) (one pass with the norm on CUDA).
+            let input = try norms[a](t.reshaped([b, frames, hw, c]), addingPerFrame: positions[a].narrowed(1, 0..<frames))
             t = try t + attentions[a].alongSecondDimension(input).reshaped([n, hw, c])
         }
         t = try t + ff(ffNorm(t))

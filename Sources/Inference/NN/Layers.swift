@@ -103,6 +103,11 @@ public struct LayerNorm: Module {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try Functional.layerNorm(x, weight: weight, bias: bias, eps: eps) }
+
+    /// x (…, F, L, C) normalised, then `table` row f (F·C values) added to the rows of frame f.
+    public func callAsFunction(_ x: Tensor, addingPerFrame table: Tensor) throws -> Tensor {
+        try Functional.layerNorm(x, weight: weight, bias: bias, eps: eps, addingPerFrame: table)
+    }
 }
 
 /// `torch.nn.AvgPool1d/2d/3d` (floor mode, padding counted).

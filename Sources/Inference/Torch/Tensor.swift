@@ -168,6 +168,12 @@ public enum Functional {
         try x.make("layer_norm") { x.backend.api.layer_norm!(x.handle, 1, weight?.handle, bias?.handle, eps, &$0) }
     }
 
+    /// LayerNorm over the last dimension of x (…, F, L, C), then `table` (F·C values) row f added to every
+    /// row of frame f — in one pass on CUDA.
+    public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Double, addingPerFrame table: Tensor) throws -> Tensor {
+        try x.make("layer_norm_add_frames") { x.backend.api.layer_norm_add_frames!(x.handle, weight.handle, bias.handle, eps, table.handle, &$0) }
+    }
+
     public static func avgPool(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int]? = nil) throws -> Tensor {
         let n = kernel.count
         let k = kernel.map(Int64.init), s = stride.map(Int64.init), p = (padding ?? Array(repeating: 0, count: n)).map(Int64.init)
