@@ -72,4 +72,25 @@ import Testing
         let steps = (0..<20).filter { $0 % 3 == 0 }.count
         #expect(steps == 7)
     }
+
+    /// CUDA graphs are a CUDA matter: on the CPU `Graphs` runs every forward normally (same values, the
+    /// same DeepCache bookkeeping), and a CPU `LipsyncWindow` has none. (On CUDA, `InferenceCheck parity
+    /// --models graphs` checks that replays equal forwards run op by op.)
+    @Test func graphsRunNormallyOnTheCPU() throws {
+        let dir = try Golden.directory.appendingPathComponent("unet3d_small")
+        let unet = try UNet3DConditionModel.load(SafeTensors(contentsOf: dir.appendingPathComponent("weights.safetensors")), config: Self.small).0
+        let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let sample = try Tensor(io.float32("sample"), shape: [2, 13, 16, 16, 16]), context = try Tensor(io.float32("encoder_hidden_states"), shape: [32, 50, 384])
+        let graphs = UNet3DConditionModel.Graphs(unet)
+        let (direct, through) = (UNet3DConditionModel.DeepCache(interval: 3), UNet3DConditionModel.DeepCache(interval: 3))
+        for (step, t) in [(0, 501), (1, 401), (2, 301)] {
+            let expected = try unet(sample, timestep: t, context: context, cache: direct, step: step).floats()
+            #expect(try graphs(sample, timestep: t, context: context, cache: through, step: step).floats() == expected, "step \(step)")
+        }
+        #expect(graphs.eager == 3 && graphs.replays == 0 && graphs.captures == 0 && graphs.failures.isEmpty)
+        #expect(through.fullSteps == direct.fullSteps && through.cachedSteps == direct.cachedSteps && through.cachedSteps == 2)
+        let window = LipsyncWindow(unet: unet, vae: try AutoencoderKL(WeightSource(.random(RandomWeights(seed: 1))), config: .init(blockOutChannels: [32, 32, 64, 64])),
+                                   scheduler: DDIMScheduler(steps: 2), device: .cpu)
+        #expect(window.graphs == nil)
+    }
 }
