@@ -12,6 +12,12 @@ extension UNet3DConditionModel {
     /// DeepCache: a full step's replay leaves its cached state in the graph's own tensor, which the
     /// short path's graph was captured reading — so the short path is captured, and replayed, only
     /// when the window's cache holds that tensor.
+    ///
+    /// All graphs share one memory pool (one forward's activations, not one per graph). That is safe
+    /// because nothing a graph leaves behind is read after another graph has replayed, except that
+    /// state: outputs are copied out right after their replay, and the state is read only by the short
+    /// path of the same shapes, replayed (within a window) with no other graph in between; the short
+    /// path is captured while the state is alive, so none of its own memory overlaps it.
     public final class Graphs: @unchecked Sendable {
         // @unchecked: every call holds `lock` (the captured inputs and outputs are shared state).
         public let unet: UNet3DConditionModel
