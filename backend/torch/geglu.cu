@@ -3,24 +3,11 @@
 // strided halves (or, on split projections, GELU and the product as two passes): this reads each half
 // once and writes once, with the product rounded once, in float, to the output type.
 // Plain CUDA without torch headers; torch_backend.cpp allocates and launches on the current stream.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <cstdint>
+#include "vector_access.cuh"
 
 namespace {
 
-__device__ __forceinline__ float load(const float *p) { return *p; }
-__device__ __forceinline__ float load(const __half *p) { return __half2float(*p); }
-__device__ __forceinline__ float load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void store(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
-
-template <typename T> constexpr int vec() { return 16 / int(sizeof(T)); }
-template <typename T> struct alignas(16) Chunk {
-    T v[vec<T>()];
-};
+using namespace pd_cuda;
 
 constexpr int kThreads = 256;
 
@@ -58,7 +45,7 @@ template <typename T> int launch(const void *y, void *out, int64_t rows, int64_t
 // handle (inner not whole 16-byte runs, misaligned buffers): the caller then uses PyTorch's kernels.
 extern "C" int pd_geglu(const void *y, void *out, int dtype, int64_t rows, int64_t inner, void *stream) {
     const int V = dtype == 0 ? 4 : 8;
-    if (inner % V != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0) return -2;
+    if (inner % V != 0 || !aligned16(y) || !aligned16(out)) return -2;
     auto s = static_cast<cudaStream_t>(stream);
     switch (dtype) {
     case 0: return launch<float>(y, out, rows, inner, s);

@@ -14,28 +14,13 @@
 // 3. apply: y = x·a + s (then SiLU) for every element, in float, stored in x's type, 16 bytes per access;
 //    blocks cover positions as in 1, so each thread loads its channels' a and s once.
 // Plain CUDA without torch headers; torch_backend.cpp allocates and launches on the current stream.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <cstdint>
+#include "vector_access.cuh"
 
 namespace {
 
-__device__ __forceinline__ float load(const float *p) { return *p; }
-__device__ __forceinline__ float load(const __half *p) { return __half2float(*p); }
-__device__ __forceinline__ float load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void store(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+using namespace pd_cuda;
 
 constexpr int kThreads = 256;
-
-// Elements per 16-byte access.
-template <typename T> constexpr int vec() { return 16 / int(sizeof(T)); }
-
-template <typename T> struct alignas(16) Chunk {
-    T v[vec<T>()];
-};
 
 constexpr int kMaxChunksPerThread = 2;  // channels ≤ 2 · 256 · 16 bytes: 8192 half / 2048 float
 
@@ -222,7 +207,7 @@ extern "C" int pd_group_norm_nhwc(const void *x, void *y, int dtype, int64_t ite
     // 16-byte accesses: channels a multiple of 16 bytes' worth, buffers 16-byte aligned.
     const int element = dtype == 0 ? 4 : 2, V = 16 / element;
     if (groups < 1 || channels % groups != 0 || channels % V != 0 || channels / V > kThreads * kMaxChunksPerThread ||
-        reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 16 != 0)
+        !aligned16(x) || !aligned16(y))
         return -2;
     auto s = static_cast<cudaStream_t>(stream);
     switch (dtype) {

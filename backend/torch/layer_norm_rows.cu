@@ -6,24 +6,11 @@
 // PyTorch's kernel runs one block per row, which for the U-Net's 320–1280 channels leaves most of the
 // block idle (8.8 ms of a 120 ms forward at 512 px).
 // Plain CUDA without torch headers; torch_backend.cpp allocates and launches on the current stream.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <cstdint>
+#include "vector_access.cuh"
 
 namespace {
 
-__device__ __forceinline__ float load(const float *p) { return *p; }
-__device__ __forceinline__ float load(const __half *p) { return __half2float(*p); }
-__device__ __forceinline__ float load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-__device__ __forceinline__ void store(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
-
-template <typename T> constexpr int vec() { return 16 / int(sizeof(T)); }
-template <typename T> struct alignas(16) Chunk {
-    T v[vec<T>()];
-};
+using namespace pd_cuda;
 
 constexpr int kWarps = 8;          // rows per block
 constexpr int kMaxPerLane = 8;     // 16-byte chunks per lane: up to 2048 half / 1024 float channels
@@ -97,8 +84,6 @@ int launch(const void *x, void *y, int64_t rows, int channels, const void *gamma
     return cudaGetLastError() == cudaSuccess ? 0 : -1;
 }
 
-bool aligned(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 } // namespace
 
 // x, y: rows × channels contiguous; gamma, beta: channels (x's type); table: NULL or frames × channels (x's
@@ -108,8 +93,8 @@ bool aligned(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 extern "C" int pd_layer_norm_rows(const void *x, void *y, int dtype, int64_t rows, int channels, const void *gamma, const void *beta,
                                   double eps, const void *table, int64_t length, int frames, void *stream) {
     const int V = dtype == 0 ? 4 : 8;
-    if (channels % V != 0 || channels / V > 32 * kMaxPerLane || !aligned(x) || !aligned(y) || !aligned(gamma) || !aligned(beta) ||
-        (table && (!aligned(table) || length < 1 || frames < 1)))
+    if (channels % V != 0 || channels / V > 32 * kMaxPerLane || !aligned16(x) || !aligned16(y) || !aligned16(gamma) || !aligned16(beta) ||
+        (table && (!aligned16(table) || length < 1 || frames < 1)))
         return -2;
     auto s = static_cast<cudaStream_t>(stream);
     switch (dtype) {
