@@ -110,17 +110,35 @@ c10::optional<at::Tensor> optional(const pd_tensor *t) {
     return t ? c10::optional<at::Tensor>(t->value) : c10::nullopt;
 }
 
+#ifdef PD_WITH_CUDA_KERNELS
+// The element-type code our CUDA kernels take (0 float32, 1 float16, 2 bfloat16), -1 for types they do not.
+int kernel_dtype(at::ScalarType type) {
+    switch (type) {
+    case at::kFloat: return 0;
+    case at::kHalf: return 1;
+    case at::kBFloat16: return 2;
+    default: return -1;
+    }
+}
+
+// Whether the environment variable `name` is "1" (read once per name by the callers' statics): PD_NATIVE_*
+// switches keep PyTorch's kernels instead of ours, for comparisons.
+bool env_flag(const char *name) {
+    const char *e = std::getenv(name);
+    return e && e[0] == '1';
+}
+#endif
+
 // LayerNorm over the last dimension, plus `table` (F, C) per frame when given (x as (…, F, L, C)), through
 // our kernel (layer_norm_rows.cu) where it applies: CUDA, contiguous rows, weight and bias of x's type,
 // nothing to differentiate. An undefined tensor otherwise (the caller uses PyTorch's kernels).
 // PD_NATIVE_LAYER_NORM=1 keeps PyTorch's, for comparisons.
 at::Tensor fused_layer_norm(const at::Tensor &v, const pd_tensor *w, const pd_tensor *b, double eps, const at::Tensor *table) {
 #ifdef PD_WITH_CUDA_KERNELS
-    static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_LAYER_NORM"); return e && e[0] == '1'; }();
+    static const bool native_only = env_flag("PD_NATIVE_LAYER_NORM");
     const auto type = v.scalar_type();
-    if (native_only || !v.is_cuda() || !w || !b || !v.is_contiguous() || v.dim() < (table ? 3 : 1) ||
-        !(type == at::kFloat || type == at::kHalf || type == at::kBFloat16))
-        return {};
+    const int dtype = kernel_dtype(type);
+    if (native_only || !v.is_cuda() || !w || !b || !v.is_contiguous() || v.dim() < (table ? 3 : 1) || dtype < 0) return {};
     const auto &gamma = w->value, &beta = b->value;
     if (gamma.scalar_type() != type || beta.scalar_type() != type || !gamma.is_contiguous() || !beta.is_contiguous() ||
         gamma.numel() != v.size(-1) || beta.numel() != v.size(-1))
@@ -130,7 +148,7 @@ at::Tensor fused_layer_norm(const at::Tensor &v, const pd_tensor *w, const pd_te
     if (table && (table->scalar_type() != type || !table->is_contiguous() || table->numel() != v.size(-3) * v.size(-1))) return {};
     auto y = at::empty_like(v);
     const int64_t channels = v.size(-1), rows = channels > 0 ? v.numel() / channels : 0;
-    const int rc = pd_layer_norm_rows(v.data_ptr(), y.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2, rows, int(channels),
+    const int rc = pd_layer_norm_rows(v.data_ptr(), y.data_ptr(), dtype, rows, int(channels),
                                       gamma.data_ptr(), beta.data_ptr(), eps, table ? table->data_ptr() : nullptr, table ? v.size(-2) : 1,
                                       table ? int(v.size(-3)) : 1, c10::cuda::getCurrentCUDAStream(v.device().index()).stream());
     if (rc == -1) throw std::runtime_error("layer_norm: a CUDA kernel did not launch");
@@ -653,20 +671,20 @@ const pd_torch_api api = {
 #ifdef PD_WITH_CUDA_KERNELS
             // Channels-last on CUDA, nothing to differentiate: our kernel (PyTorch's would copy to NCHW and back).
             // PD_NATIVE_GROUP_NORM=1 keeps PyTorch's, for comparisons.
-            static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_GROUP_NORM"); return e && e[0] == '1'; }();
+            static const bool native_only = env_flag("PD_NATIVE_GROUP_NORM");
             const auto type = v.scalar_type();
             const bool differentiable = v.requires_grad() || (w && w->value.requires_grad()) || (b && b->value.requires_grad());
-            if (!native_only && v.is_cuda() && channels_last && !differentiable && groups > 0 && c % groups == 0 &&
-                (type == at::kFloat || type == at::kHalf || type == at::kBFloat16)) {
+            const int dtype = kernel_dtype(type);
+            if (!native_only && v.is_cuda() && channels_last && !differentiable && groups > 0 && c % groups == 0 && dtype >= 0) {
                 const int64_t items = n / frames, positions = frames * h * width;
-                const int64_t slices = pd_group_norm_nhwc_slices(items, positions, int(c), type == at::kFloat ? 0 : 2);
+                const int64_t slices = pd_group_norm_nhwc_slices(items, positions, int(c), dtype);
                 const auto floats = v.options().dtype(at::kFloat);
                 auto y = at::empty_like(v);
                 auto partial = at::empty({items * slices * c * 3}, floats), params = at::empty({items * c * 2}, floats);
                 at::Tensor gamma, beta;
                 if (w) gamma = w->value.to(at::kFloat).contiguous();
                 if (b) beta = b->value.to(at::kFloat).contiguous();
-                const int rc = pd_group_norm_nhwc(v.data_ptr(), y.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2, items, positions,
+                const int rc = pd_group_norm_nhwc(v.data_ptr(), y.data_ptr(), dtype, items, positions,
                                                   int(c), int(groups), eps, gamma.defined() ? gamma.data_ptr<float>() : nullptr,
                                                   beta.defined() ? beta.data_ptr<float>() : nullptr, silu, partial.data_ptr<float>(), int(slices),
                                                   params.data_ptr<float>(), c10::cuda::getCurrentCUDAStream(v.device().index()).stream());
@@ -726,21 +744,23 @@ const pd_torch_api api = {
             const int64_t inner = weight.size(0) / 2;
 #ifdef PD_WITH_CUDA_KERNELS
             // PD_NATIVE_GEGLU=1 keeps PyTorch's kernels, for comparisons.
-            static const bool native_only = [] { const char *e = std::getenv("PD_NATIVE_GEGLU"); return e && e[0] == '1'; }();
+            static const bool native_only = env_flag("PD_NATIVE_GEGLU");
             const bool differentiable = at::GradMode::is_enabled() &&
                                         (v.requires_grad() || weight.requires_grad() || (b && b->value.requires_grad()));
             if (!native_only && v.is_cuda() && !differentiable) {
                 auto y = at::linear(v, weight, optional(b)).contiguous();
-                const auto type = y.scalar_type();
-                if (type == at::kFloat || type == at::kHalf || type == at::kBFloat16) {
+                const int dtype = kernel_dtype(y.scalar_type());
+                if (dtype >= 0) {
                     auto sizes = y.sizes().vec();
                     sizes.back() = inner;
                     auto result = at::empty(sizes, y.options());
-                    const int rc = pd_geglu(y.data_ptr(), result.data_ptr(), type == at::kFloat ? 0 : type == at::kHalf ? 1 : 2,
-                                            y.numel() / (2 * inner), inner, c10::cuda::getCurrentCUDAStream(y.device().index()).stream());
+                    const int rc = pd_geglu(y.data_ptr(), result.data_ptr(), dtype, y.numel() / (2 * inner), inner,
+                                            c10::cuda::getCurrentCUDAStream(y.device().index()).stream());
                     if (rc == -1) throw std::runtime_error("geglu_linear: a CUDA kernel did not launch");
                     if (rc == 0) return give(result, out);
                 }
+                // A type or shape the kernel does not take: the gate from the product already made.
+                return give(y.narrow(-1, 0, inner) * at::gelu(y.narrow(-1, inner, inner)), out);
             }
 #endif
             // Each half's product on its own rows of the weight: the halves come out contiguous, so GELU and

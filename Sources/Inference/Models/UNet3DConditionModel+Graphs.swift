@@ -45,13 +45,13 @@ extension UNet3DConditionModel {
         public func callAsFunction(_ sample: Tensor, timestep: Int, context: Tensor, cache: DeepCache? = nil, step index: Int = 0) throws -> Tensor {
             try lock.withLock { _ in
                 let device = sample.device
-                guard case .cuda = device else { return try normal(sample, timestep, context, cache, index) }
+                let features = try unet.timestepFeatures(timestep, batch: sample.shape[0], device: device, backend: sample.backend)
+                guard case .cuda = device else { return try normal(sample, features, context, cache, index) }
                 let cached = unet.takesCachedPath(cache, step: index)
                 let key = Key(sample: try sample.shape, context: try context.shape, cached: cached)
                 // The short path reads the state a full replay of the same shapes leaves behind.
                 let fullState = captured[Key(sample: key.sample, context: key.context, cached: false)]?.hidden
-                if cached, cache?.hidden == nil || cache?.hidden !== fullState { return try normal(sample, timestep, context, cache, index) }
-                let features = try unet.timestepFeatures(timestep, batch: key.sample[0], device: device, backend: sample.backend)
+                if cached, cache?.hidden == nil || cache?.hidden !== fullState { return try normal(sample, features, context, cache, index) }
                 if let graph = captured[key] {
                     try graph.sample.copy(from: sample); try graph.features.copy(from: features); try graph.context.copy(from: context)
                     try graph.graph.replay()
@@ -62,7 +62,7 @@ extension UNet3DConditionModel {
                     return try graph.output.cloned()
                 }
                 seen[key, default: 0] += 1
-                guard seen[key]! >= 2, failed[key] == nil else { return try normal(sample, timestep, context, cache, index) }
+                guard seen[key]! >= 2, failed[key] == nil else { return try normal(sample, features, context, cache, index) }
                 // Capture. Inputs the graph reads are allocated outside it; the forward's side effects on
                 // the cache (its state, its counters) happen once, here, and are undone if the capture fails.
                 let inputs = (sample: try sample.cloned(), features: features, context: try context.cloned())
@@ -81,14 +81,15 @@ extension UNet3DConditionModel {
                 } catch {
                     failed[key] = "CUDA graph of \(key.sample)\(cached ? " (DeepCache's short path)" : ""): \(error)"
                     if let cache { (cache.hidden, cache.fullSteps, cache.cachedSteps) = before }
-                    return try normal(sample, timestep, context, cache, index)
+                    return try normal(sample, features, context, cache, index)
                 }
             }
         }
 
-        private func normal(_ sample: Tensor, _ timestep: Int, _ context: Tensor, _ cache: DeepCache?, _ index: Int) throws -> Tensor {
+        /// A forward dispatched op by op.
+        private func normal(_ sample: Tensor, _ features: Tensor, _ context: Tensor, _ cache: DeepCache?, _ index: Int) throws -> Tensor {
             eager += 1
-            return try unet(sample, timestep: timestep, context: context, cache: cache, step: index)
+            return try unet.forward(sample, features: features, context: context, cache: cache, step: index, record: nil)
         }
     }
 }
