@@ -49,7 +49,7 @@ fi
 [ -f "$raw/too_short.mp4" ] || gen -f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=sample_rate=16000 -t 2 -c:v libx264 -c:a aac "$raw/too_short.mp4"
 [ -f "$raw/not_a_video.mp4" ] || head -c 20000 /dev/urandom > "$raw/not_a_video.mp4"
 
-"$bin" run --input-dir "$raw" --output-dir sample/out --config pipeline.conf || [ $? -eq 3 ]
+"$bin" run --input-dir "$raw" --output-dir sample/out --config pipeline.conf || { rc=$?; [ $rc -eq 3 ] || [ $rc -eq 4 ]; }
 echo
 "$bin" status --output-dir sample/out
 echo

@@ -40,6 +40,14 @@ public struct AlignStage: Stage {
         public var landmarks: String?
     }
 
+    /// Sync, quality and publish read the aligned clips.
+    public var laterStagesReadArtifacts: Bool { true }
+
+    /// The aligned clips and their landmark sidecars.
+    public func artifacts(of row: StageResultRecord) -> [String] {
+        ((try? Self.pieces(of: row)) ?? []).flatMap { [$0.video, $0.landmarks].compactMap { $0 } }
+    }
+
     /// The aligned pieces recorded in a done `align` result.
     public static func pieces(of result: StageResultRecord) throws -> [Piece] {
         struct Recorded: Decodable { var pieces: [Piece] }
@@ -119,7 +127,7 @@ public struct AlignStage: Stage {
                 }
                 if open == nil {
                     let n = closed.count
-                    let pending = try context.outputs.prepare(SegmentStage.clipPath(folder: "aligned", source: item.source.relativePath,
+                    let pending = try context.outputs.prepare(SegmentStage.clipPath(folder: "aligned", stem: item.source.namingStem,
                                                                                     scene: clip.sceneIndex, segment: clip.segmentIndex, suffix: "_p\(n)"))
                     var settings = ClipWriter.Settings(width: template.resolution, height: template.resolution)
                     settings.frameRate = rate
@@ -165,8 +173,8 @@ public struct AlignStage: Stage {
         do {
             for (n, piece) in keep.enumerated() {
                 let suffix = keep.count > 1 ? "_p\(n)" : ""
-                let video = SegmentStage.clipPath(folder: "aligned", source: item.source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex, suffix: suffix)
-                let sidecar = SegmentStage.clipPath(folder: "aligned", source: item.source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex,
+                let video = SegmentStage.clipPath(folder: "aligned", stem: item.source.namingStem, scene: clip.sceneIndex, segment: clip.segmentIndex, suffix: suffix)
+                let sidecar = SegmentStage.clipPath(folder: "aligned", stem: item.source.namingStem, scene: clip.sceneIndex, segment: clip.segmentIndex,
                                                     suffix: suffix, extension: "landmarks")
                 let from = (piece.start - clip.startFrame) * samplesPerFrame, to = (piece.end - clip.startFrame) * samplesPerFrame
                 try clock(\.encode) {

@@ -45,6 +45,9 @@ public struct BrokenFileStage: Stage {
     }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
+        // Found by discovery: a name the dataset cannot carry, a dangling link, a file that cannot
+        // be opened. Decided once, with the reason, instead of failing on every run.
+        if let problem = item.source.problem { return .rejected(problem) }
         if item.source.size == 0 { return .rejected("empty file (0 bytes)") }
         let report: ScanReport
         let scorer = ContentScorer(downscale: sceneDownscale)

@@ -10,7 +10,7 @@ import PipelineCore
 ///
 /// Both are written to a temporary and renamed into place, so a reader (or a crash) sees the
 /// previous complete version or the new one. Clips of sources that left the input directory leave
-/// the index; their files stay until `prune` removes them.
+/// the index; their files stay until `run --prune` (`Engine.collectOutputs`) removes them.
 public enum DatasetIndex {
     public static let fileslist = "fileslist.txt"
     public static let manifest = "manifest.jsonl"
@@ -73,29 +73,4 @@ public enum DatasetIndex {
     }
 
     public static func fileslistText(_ entries: [Entry]) -> String { entries.map { $0.video + "\n" }.joined() }
-
-    /// Deletes the files (aligned clips, landmark sidecars, published clips) of sources that left
-    /// the input directory; returns the paths removed.
-    @discardableResult
-    public static func prune(store: PipelineStore, outputDirectory: URL) throws -> [String] {
-        let gone = try store.goneSources().compactMap(\.id)
-        guard !gone.isEmpty else { return [] }
-        var paths = Set<String>()
-        for row in try store.results(sourceIds: gone) {
-            switch row.stage {
-            case "align":
-                for piece in (try? AlignStage.pieces(of: row)) ?? [] { paths.formUnion([piece.video, piece.landmarks].compactMap { $0 }) }
-            case "publish":
-                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] { if let p = piece.published { paths.insert(p) } }
-            default:
-                if let artifact = row.artifactPath { paths.insert(artifact) }
-            }
-        }
-        var removed: [String] = []
-        for path in paths.sorted() {
-            let url = outputDirectory.appendingPathComponent(path)
-            if (try? url.checkResourceIsReachable()) == true, (try? FileManager.default.removeItem(at: url)) != nil { removed.append(path) }
-        }
-        return removed
-    }
 }

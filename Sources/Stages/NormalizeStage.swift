@@ -31,11 +31,18 @@ public struct NormalizeStage: Stage {
     }
 
     /// Where the materialised copy of a source goes, relative to the output directory.
+    /// (A name too long for the file system is cut and hashed, `OutputNaming.fitted`.)
     public static func materializedPath(for relativePath: String) -> String {
         let url = URL(fileURLWithPath: relativePath)
         let base = url.pathExtension.lowercased() == "mp4" ? relativePath : relativePath + ".mp4"
-        return "resampled/" + base
+        let slash = base.lastIndex(of: "/")
+        let dir = slash.map { String(base[...$0]) } ?? ""
+        let name = slash.map { String(base[base.index(after: $0)...]) } ?? base
+        return "resampled/" + dir + (name.utf8.count > 240 ? OutputNaming.fitted(name, maxBytes: 236) + ".mp4" : name)
     }
+
+    /// The materialised copy, when there is one.
+    public func artifacts(of row: StageResultRecord) -> [String] { row.artifactPath.map { [$0] } ?? [] }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: rate, from: context.store) else {

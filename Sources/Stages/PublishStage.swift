@@ -21,6 +21,11 @@ public struct PublishStage: Stage {
 
     public var fingerprint: String { Fingerprint.of("v1") }
 
+    /// The published clips.
+    public func artifacts(of row: StageResultRecord) -> [String] {
+        ScoredPieces.decode(row.metrics)?.pieces.compactMap(\.published) ?? []
+    }
+
     /// `aligned/x/y_shot_001_002.mp4` → `high_visual_quality/x/y_shot_001_002.mp4`.
     public static func publishedPath(ofAligned video: String) -> String {
         let parts = video.split(separator: "/", maxSplits: 1)

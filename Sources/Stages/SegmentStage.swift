@@ -73,25 +73,29 @@ public struct SegmentStage: Stage {
         return .done(metrics: metricsJSON(metrics), artifact: nil, handOn: HandOn(clips: clips))
     }
 
-    /// `segmented/<dir>/<name>_shot_NNN_MMM.mp4`, as the reference names its pieces.
-    public static func materializedPath(source relativePath: String, scene: Int, segment: Int) -> String {
-        clipPath(folder: "segmented", source: relativePath, scene: scene, segment: segment)
+    /// The materialised pieces, when `segment.materialize` wrote them.
+    public func artifacts(of row: StageResultRecord) -> [String] {
+        guard let metrics = row.metrics, let decoded = try? JSONDecoder().decode(Metrics.self, from: Data(metrics.utf8)) else { return [] }
+        return decoded.materialized ?? []
     }
 
-    /// `<folder>/<dir>/<name>_shot_NNN_MMM[suffix].<ext>`: the reference's clip names (shots from
-    /// 001, segments from 000), mirroring the source's sub-folders, for every stage that writes clips.
-    public static func clipPath(folder: String, source relativePath: String, scene: Int, segment: Int, suffix: String = "", extension ext: String = "mp4") -> String {
-        let url = URL(fileURLWithPath: relativePath)
-        let dir = url.deletingLastPathComponent().relativePath
-        let name = String(format: "%@_shot_%03d_%03d%@.%@", url.deletingPathExtension().lastPathComponent, scene + 1, segment, suffix, ext)
-        return folder + "/" + (dir == "." || dir.isEmpty ? name : dir + "/" + name)
+    /// `segmented/<dir>/<name>_shot_NNN_MMM.mp4`, as the reference names its pieces.
+    public static func materializedPath(stem: String, scene: Int, segment: Int) -> String {
+        clipPath(folder: "segmented", stem: stem, scene: scene, segment: segment)
+    }
+
+    /// `<folder>/<stem>_shot_NNN_MMM[suffix].<ext>`: the reference's clip names (shots from 001,
+    /// segments from 000), mirroring the source's sub-folders, for every stage that writes clips.
+    /// `stem` is the source's `SourceRecord.namingStem` (`<dir>/<name>`, unique per source).
+    public static func clipPath(folder: String, stem: String, scene: Int, segment: Int, suffix: String = "", extension ext: String = "mp4") -> String {
+        folder + "/" + stem + String(format: "_shot_%03d_%03d", scene + 1, segment) + suffix + "." + ext
     }
 
     private func materialize(_ clips: [ClipRecord], item: WorkItem, context: StageContext) throws -> [String] {
         let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize)
         var written: [String] = []
         for clip in clips {
-            let relative = Self.materializedPath(source: item.source.relativePath, scene: clip.sceneIndex, segment: clip.segmentIndex)
+            let relative = Self.materializedPath(stem: item.source.namingStem, scene: clip.sceneIndex, segment: clip.segmentIndex)
             try context.outputs.publish(relative) { temporary in
                 try reader.copy(frames: clip.startFrame..<clip.endFrame, to: temporary,
                                 encoding: CopyEncoding(crf: configuration.crf, threads: context.decoderThreads))

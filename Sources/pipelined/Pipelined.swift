@@ -10,11 +10,14 @@ struct Pipelined: AsyncParsableCommand {
         discussion: """
         Exit codes:
           0   all work that could be done is done (rejected items are results, not failures)
-          1   a fatal error: bad configuration, missing input directory, unreadable database
-          3   some items failed; they are retried on the next run (see `pipelined status --failed`)
+          1   a fatal error: bad configuration, missing input directory, damaged database, more
+              inputs missing than run.max_gone_share allows
+          3   items are failed and waiting to be retried by a later run (see `pipelined status --failed`)
+          4   items failed for good (they used up run.max_attempts); they need a person: fix or
+              remove the file, or raise max_attempts (see `pipelined status --failed`)
           64  bad command-line usage
-          75  another run holds the database's lock (use --wait to queue behind it)
-          130 interrupted (SIGINT/SIGTERM); finished items are kept and the next run resumes
+          75  another run holds the database's or the output directory's lock (--wait queues behind it)
+          130 interrupted (SIGINT/SIGTERM/SIGHUP); finished items are kept and the next run resumes
         """,
         version: version,
         subcommands: [Run.self, Status.self, Export.self, Report.self, Doctor.self, Infer.self, Train.self, Eval.self]
@@ -25,13 +28,32 @@ struct Pipelined: AsyncParsableCommand {
 enum ExitStatus {
     static let fatal: Int32 = 1
     static let itemsFailed: Int32 = 3
+    static let itemsFailedForGood: Int32 = 4
     static let locked: Int32 = 75
     static let interrupted: Int32 = 130
 }
 
+extension Pipelined {
+    /// Parses and runs the command, with SIGPIPE ignored first: a reader that goes away (`| head`)
+    /// makes writes fail, which `Console` shrugs off, instead of killing the run mid-item.
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
 /// Prints an error the way every command does and exits with `code`.
 func fail(_ error: any Error, code: Int32 = ExitStatus.fatal) -> ExitCode {
-    FileHandle.standardError.write(Data("pipelined: \(error)\n".utf8))
+    Console.error("pipelined: \(UserFacing.describe(error))\n")
     return ExitCode(code)
 }
 

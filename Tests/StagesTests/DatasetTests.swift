@@ -8,12 +8,16 @@ import Testing
 @Suite(.serialized) struct DatasetTests {
     struct Setup {
         let root: URL, input: URL, output: URL, store: PipelineStore
+        func engine(_ c: PipelineConfiguration, trace: URL? = nil) -> Engine {
+            Engine(store: store, configuration: c, stages: StageRegistry.stages(for: c),
+                   options: EngineOptions(inputDirectory: input, outputDirectory: output, jobs: 2, traceFile: trace?.path, version: "test"),
+                   reporter: RecordingReporter())
+        }
         func run(_ c: PipelineConfiguration, trace: URL? = nil) async throws -> RunSummary {
-            let engine = Engine(store: store, configuration: c, stages: StageRegistry.stages(for: c),
-                                options: EngineOptions(inputDirectory: input, outputDirectory: output, jobs: 2, traceFile: trace?.path, version: "test"),
-                                reporter: RecordingReporter())
+            let engine = engine(c, trace: trace)
             let summary = try await engine.run()
             try DatasetIndex.write(store: store, configuration: c, outputDirectory: output)
+            _ = try engine.collectOutputs(prune: false)
             return summary
         }
         func scored(_ stage: String) throws -> [String: (state: String, reason: String?, measured: Int, pieces: [[String: Any]])] {
@@ -104,7 +108,7 @@ import Testing
         #expect(!remaining.contains("speaker_b_shot") && remaining.split(separator: "\n").count == 1, "\(remaining)")
         let bFile = s.output.appendingPathComponent("high_visual_quality/speaker_b_shot_001_000.mp4")
         #expect(FileManager.default.fileExists(atPath: bFile.path))
-        let removed = try DatasetIndex.prune(store: s.store, outputDirectory: s.output)
+        let removed = try s.engine(looser).collectOutputs(prune: true)
         #expect(removed.contains("high_visual_quality/speaker_b_shot_001_000.mp4") && removed.contains("aligned/speaker_b_shot_001_000.mp4"), "\(removed)")
         #expect(!FileManager.default.fileExists(atPath: bFile.path))
         #expect(FileManager.default.fileExists(atPath: s.output.appendingPathComponent("high_visual_quality/speaker_a_shot_001_000.mp4").path))

@@ -50,7 +50,7 @@ import Testing
     }
 
     @Test func missingModelIsAClearError() {
-        #expect(throws: VisionError.modelMissing(path: "/nonexistent/brisque_model_live.yml")) {
+        #expect(throws: VisionError.brisqueModelMissing(path: "/nonexistent/brisque_model_live.yml")) {
             try BrisqueScorer(model: "/nonexistent/brisque_model_live.yml", range: PipelineConfiguration().quality.brisqueRange)
         }
     }

@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func namesFollowTheReference() {
-        #expect(SegmentStage.materializedPath(source: "a/b/talk.mov", scene: 0, segment: 0) == "segmented/a/b/talk_shot_001_000.mp4")
-        #expect(SegmentStage.materializedPath(source: "talk.mp4", scene: 11, segment: 3) == "segmented/talk_shot_012_003.mp4")
+        #expect(SegmentStage.materializedPath(stem: OutputNaming.referenceStem(of: "a/b/talk.mov"), scene: 0, segment: 0) == "segmented/a/b/talk_shot_001_000.mp4")
+        #expect(SegmentStage.materializedPath(stem: OutputNaming.referenceStem(of: "talk.mp4"), scene: 11, segment: 3) == "segmented/talk_shot_012_003.mp4")
     }
 }

@@ -51,7 +51,7 @@ import Testing
                                "--config", root.appendingPathComponent("pipeline.conf").path, "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let summary = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
-        #expect(Set(summary.keys) == ["counts", "interrupted", "runId", "sources"])
+        #expect(Set(summary.keys) == ["counts", "failing", "interrupted", "runId", "sources"])
 
         let status = try CLI.run(["status", "--output-dir", out.path, "--json"])
         #expect(status.status == 0)

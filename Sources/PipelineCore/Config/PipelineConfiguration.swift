@@ -11,6 +11,9 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var maxAttempts = 3
         /// Wait before retrying a failed item, doubled per attempt.
         public var retryBackoffSeconds = 30.0
+        /// A run refuses to mark more than this share of the active sources gone at once (an unmounted
+        /// input disk must not empty the dataset); `run --allow-mass-removal` overrides it.
+        public var maxGoneShare = 0.5
     }
     public struct Broken: Sendable, Codable, Equatable {
         /// Shorter sources cannot yield a 5 s clip.
@@ -149,10 +152,16 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         run.jobs = try reader.int("run", "jobs", run.jobs, range: 0...1024)
         run.maxAttempts = try reader.int("run", "max_attempts", run.maxAttempts, range: 1...100)
         run.retryBackoffSeconds = try reader.double("run", "retry_backoff_seconds", run.retryBackoffSeconds, range: 0...86_400)
+        run.maxGoneShare = try reader.double("run", "max_gone_share", run.maxGoneShare, range: 0...1)
         broken.minDurationSeconds = try reader.double("broken", "min_duration_seconds", broken.minDurationSeconds, range: 0...86_400)
         broken.maxDecodeErrorRate = try reader.double("broken", "max_decode_error_rate", broken.maxDecodeErrorRate, range: 0...1)
-        normalize.fps = try reader.int("normalize", "fps", normalize.fps, range: 1...240)
-        normalize.sampleRate = try reader.int("normalize", "sample_rate", normalize.sampleRate, range: 8_000...192_000)
+        // The recipe's rates are not a preference: the sync methods, the mel and Whisper features and
+        // LatentSync's trainers all assume 25 fps with 16 kHz audio (640 samples per frame); any
+        // other value made every clip fail or be rejected, one by one.
+        normalize.fps = try reader.int("normalize", "fps", normalize.fps, range: 25...25,
+                                       why: "25 (the recipe's frame rate: every sync method and LatentSync's trainers assume 25 fps)")
+        normalize.sampleRate = try reader.int("normalize", "sample_rate", normalize.sampleRate, range: 16_000...16_000,
+                                              why: "16000 (the recipe's sample rate: SyncNet's MFCC, the mel and Whisper features assume 16 kHz)")
         normalize.materialize = try reader.bool("normalize", "materialize", normalize.materialize)
         normalize.crf = try reader.int("normalize", "crf", normalize.crf, range: 0...51)
         normalize.preset = try reader.string("normalize", "preset", normalize.preset,
@@ -218,6 +227,24 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         try reader.rejectUnknownKeys()
     }
 
+    /// Checks, before any work starts, that the model files the configured methods read exist:
+    /// a missing one would otherwise fail every clip, one by one.
+    public func checkModelFiles(source: String = "pipeline.conf") throws {
+        var wanted = [("align.landmark_model", align.landmarkModel,
+                       "install Debian's libdlib-data (it ships shape_predictor_68_face_landmarks.dat) or set [align] landmark_model")]
+        if quality.method == "brisque" {
+            wanted.append(("quality.brisque_model", quality.brisqueModel, "install Debian's opencv-data (it ships the BRISQUE model) or set [quality] brisque_model"))
+            wanted.append(("quality.brisque_range", quality.brisqueRange, "install Debian's opencv-data (it ships the BRISQUE range file) or set [quality] brisque_range"))
+        }
+        for (key, path, hint) in wanted {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  FileManager.default.isReadableFile(atPath: path) else {
+                throw ConfigurationError.missingFile(file: source, key: key, path: path, hint: hint)
+            }
+        }
+    }
+
     /// A model-backed method needs its weights named; say which key and which reference file.
     static func requireWeights(method: String, needing: [String: (key: String, value: String, file: String)], key: String, source: String) throws {
         guard let need = needing[method], need.value.isEmpty else { return }
@@ -228,6 +255,13 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
     /// Loads `url`, or the defaults when `url` is nil.
     public static func load(_ url: URL?) throws -> PipelineConfiguration {
         guard let url else { return PipelineConfiguration() }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigurationError.unreadable(file: url.path, message: "it is a folder; pass the pipeline.conf file itself")
+        }
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ConfigurationError.unreadable(file: url.path, message: "no such file (the repository's pipeline.conf lists every key with its default)")
+        }
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw ConfigurationError.unreadable(file: url.path, message: error.localizedDescription)
@@ -242,6 +276,7 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
     case unknownKey(file: String, key: String, known: [String])
     case wrongType(file: String, key: String, expected: String)
     case outOfRange(file: String, key: String, value: String, allowed: String)
+    case missingFile(file: String, key: String, path: String, hint: String)
 
     public var description: String {
         switch self {
@@ -250,6 +285,7 @@ public enum ConfigurationError: Error, CustomStringConvertible, Equatable {
         case let .unknownKey(file, key, known): "\(file): unknown key \"\(key)\"; known keys: \(known.joined(separator: ", "))"
         case let .wrongType(file, key, expected): "\(file): \(key) must be \(expected)"
         case let .outOfRange(file, key, value, allowed): "\(file): \(key) = \(value) is outside \(allowed)"
+        case let .missingFile(file, key, path, hint): "\(file): \(key) = \(path): no such readable file; \(hint)"
         }
     }
 }
@@ -289,10 +325,10 @@ public struct ConfigReader {
         return table[key]
     }
 
-    public mutating func int(_ s: String, _ k: String, _ d: Int, range: ClosedRange<Int>) throws -> Int {
+    public mutating func int(_ s: String, _ k: String, _ d: Int, range: ClosedRange<Int>, why: String? = nil) throws -> Int {
         guard let v = try value(s, k) else { return d }
         guard let i = v.int else { throw ConfigurationError.wrongType(file: source, key: "\(s).\(k)", expected: "an integer") }
-        guard range.contains(i) else { throw ConfigurationError.outOfRange(file: source, key: "\(s).\(k)", value: "\(i)", allowed: "\(range)") }
+        guard range.contains(i) else { throw ConfigurationError.outOfRange(file: source, key: "\(s).\(k)", value: "\(i)", allowed: why ?? "\(range)") }
         return i
     }
 

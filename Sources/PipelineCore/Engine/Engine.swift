@@ -16,14 +16,18 @@ public struct EngineOptions: Sendable {
     /// (the crash-safety test counts executions with it).
     public var traceFile: String?
     public var version: String
+    /// Refuse to mark more than this share of the active sources gone in one run (1 = no limit).
+    public var maxGoneShare: Double
 
-    public init(inputDirectory: URL, outputDirectory: URL, jobs: Int, until: String? = nil, traceFile: String? = nil, version: String) {
+    public init(inputDirectory: URL, outputDirectory: URL, jobs: Int, until: String? = nil, traceFile: String? = nil, version: String,
+                maxGoneShare: Double = 1) {
         self.inputDirectory = inputDirectory
         self.outputDirectory = outputDirectory
         self.jobs = jobs
         self.until = until
         self.traceFile = traceFile
         self.version = version
+        self.maxGoneShare = maxGoneShare
     }
 }
 
@@ -31,6 +35,10 @@ public struct EngineOptions: Sendable {
 public enum ProgressEvent: Sendable {
     case discovered(SourceSync, active: Int)
     case reclaimed(items: Int, temporaries: Int)
+    /// New or changed inputs whose content is being hashed before the run starts.
+    case hashing(files: Int, bytes: Int64)
+    /// Decided results whose files were missing: made history, to be made again.
+    case missingOutputs(results: Int)
     case stageStarted(stage: String, total: Int, alreadyDecided: Int, toDo: Int)
     case itemFinished(stage: String, item: String, state: ItemState, reason: String?, seconds: Double)
     case stageFinished(stage: String)
@@ -46,7 +54,24 @@ public struct RunSummary: Sendable, Codable {
     public var sources: SourceSync
     public var counts: [String: [String: Int]] = [:]
     public var interrupted = false
+    /// Failed items of present sources after the run (this run's and earlier runs'), set by the caller.
+    public var failing: Failing?
     public var failed: Int { counts.values.reduce(0) { $0 + ($1[ItemState.failed.rawValue] ?? 0) } }
+
+    public struct Failing: Sendable, Codable {
+        /// Waiting for a later run to retry them.
+        public var retrying: Int
+        /// Used up `run.max_attempts`.
+        public var final: Int
+        public init(retrying: Int, final: Int) { self.retrying = retrying; self.final = final }
+    }
+}
+
+/// A value the caller guarantees to guard itself (here: one lock around every access).
+final class UnsafeSendableBox<T>: @unchecked Sendable {
+    // @unchecked: every access in `Engine.discover` holds its lock.
+    var value: T
+    init(_ value: T) { self.value = value }
 }
 
 /// Set from a signal handler; the engine stops claiming new work once it is set.
@@ -70,6 +95,8 @@ public struct Engine: Sendable {
 
     public init(store: PipelineStore, configuration: PipelineConfiguration, stages: [any Stage], options: EngineOptions,
                 reporter: any ProgressReporter, cancellation: CancellationFlag = CancellationFlag()) {
+        var store = store
+        store.catalog = ArtifactCatalog(stages)
         self.store = store
         self.configuration = configuration
         self.stages = stages
@@ -94,6 +121,11 @@ public struct Engine: Sendable {
 
     /// Runs everything that can run. The caller holds the `RunLock`.
     public func run() async throws -> RunSummary {
+        // Nothing is recorded before discovery has shown that the input folder is really there
+        // (an unmounted disk stops the run here). (`PipelineStore(path:)` already refused a damaged
+        // database.)
+        let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare)
+
         let host = ProcessInfo.processInfo.hostName
         let run = try store.beginRun(host: host, pid: getpid(), version: options.version)
         let runId = run.id!
@@ -102,10 +134,11 @@ public struct Engine: Sendable {
         let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
                                                        isAlive: { _ in false })
         let outputs = OutputFiles(root: options.outputDirectory)
-        let orphans = outputs.removeOrphanTemporaries()
+        let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory])
         reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
+        let missing = try store.supersedeResultsWithMissingFiles(order: stages.map(\.id), exists: outputs.exists)
+        if missing > 0 { reporter.report(.missingOutputs(results: missing)) }
 
-        let sync = try store.syncSources(Discovery.scan(options.inputDirectory))
         let sources = try store.activeSources()
         reporter.report(.discovered(sync, active: sources.count))
 
@@ -160,6 +193,44 @@ public struct Engine: Sendable {
         summary.interrupted = cancellation.isCancelled
         try store.finishRun(id: runId, status: summary.interrupted ? "interrupted" : "finished", counts: metricsJSON(summary.counts))
         return summary
+    }
+
+    /// The input directory's files, hashed where size or mtime moved (`PipelineStore.needsHash`),
+    /// `jobs` files at a time.
+    func discover() throws -> [DiscoveredFile] {
+        var files = try Discovery.scan(options.inputDirectory)
+        let known = try store.sourcesByPath()
+        let wanted = files.indices.filter { PipelineStore.needsHash(files[$0], known: known[files[$0].relativePath]) }
+        if !wanted.isEmpty { reporter.report(.hashing(files: wanted.count, bytes: wanted.reduce(0) { $0 + files[$1].size })) }
+        let results = UnsafeSendableBox([Result<String, any Error>?](repeating: nil, count: wanted.count))
+        let root = options.inputDirectory
+        let snapshot = files
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: min(max(1, options.jobs), max(1, wanted.count))) { worker in
+            for k in stride(from: worker, to: wanted.count, by: max(1, options.jobs)) {
+                let result = Result { try Fingerprint.ofWholeFile(atPath: root.appendingPathComponent(snapshot[wanted[k]].relativePath).path) }
+                lock.lock(); results.value[k] = result; lock.unlock()
+            }
+        }
+        for (k, index) in wanted.enumerated() {
+            switch results.value[k]! {
+            case let .success(hash): files[index].contentHash = hash
+            case let .failure(error): files[index].problem = "the file cannot be read: \(error)"
+            }
+        }
+        return files
+    }
+
+    /// Files no current result names (history, a changed source's old outputs, with `prune` the
+    /// outputs of sources gone from the input directory) are removed; run after the dataset index
+    /// was rewritten, so the index never names a removed file. Returns the paths removed.
+    public func collectOutputs(prune: Bool) throws -> [String] {
+        if prune { _ = try store.supersedeOutputsOfGoneSources(order: stages.map(\.id)) }
+        let outputs = OutputFiles(root: options.outputDirectory)
+        let unowned = try store.unownedArtifacts()
+        let (removed, absent) = outputs.removeArtifacts(unowned, excluding: [options.inputDirectory])
+        try store.forgetRetiredArtifacts(removed + absent)
+        return removed
     }
 
     private func path(of source: SourceRecord) -> String {

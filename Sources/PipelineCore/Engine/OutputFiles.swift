@@ -9,6 +9,10 @@ import Glibc
 /// directory, and only then let the engine commit the row. Why: `rename` is atomic within a file
 /// system, so a crash leaves either the old file, the new one, or an orphan temporary that the next
 /// run removes — never a truncated file under a name the database trusts.
+///
+/// A temporary is named `.<name>.pipelined-tmp-<host>-<pid>-<random>`: the sweep of orphans removes
+/// only temporaries of this host whose process is dead, so a live run's files (another run on the
+/// same output directory, another host on a shared disk) are never taken from under it.
 public struct OutputFiles: Sendable {
     public static let temporaryMarker = ".pipelined-tmp-"
     public let root: URL
@@ -33,9 +37,25 @@ public struct OutputFiles: Sendable {
         let destination = root.appendingPathComponent(relativePath)
         let directory = destination.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let temporary = directory.appendingPathComponent(".\(destination.lastPathComponent)\(Self.temporaryMarker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        return PendingFile(temporaryPath: temporary.path, destination: destination)
+        return PendingFile(temporaryPath: directory.appendingPathComponent(Self.temporaryName(for: destination.lastPathComponent)).path,
+                           destination: destination)
     }
+
+    /// `.<name>.pipelined-tmp-<host>-<pid>-<random>[suffix]`, the name cut (at a character) so that
+    /// the whole stays within 255 bytes: a long final name must not fail as "File name too long".
+    public static func temporaryName(for name: String, suffix: String = "") -> String {
+        let tail = "\(temporaryMarker)\(hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))\(suffix)"
+        return "." + OutputNaming.fitted(name, maxBytes: 255 - 1 - tail.utf8.count) + tail
+    }
+
+    /// This host's name as temporaries carry it (dashes kept; the pid and the random number are
+    /// read from the end).
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count - 1)
+        let name = String(cString: buffer).filter { $0 != "/" }
+        return name.isEmpty ? "localhost" : String(name.prefix(64))
+    }()
 
     /// A file being written under a temporary name.
     public struct PendingFile: Sendable {
@@ -48,7 +68,7 @@ public struct OutputFiles: Sendable {
             precondition(destination.deletingLastPathComponent() == self.destination.deletingLastPathComponent(), "a rename stays in its folder")
             try OutputFiles.fsync(path: temporaryPath, directory: false)
             guard rename(temporaryPath, destination.path) == 0 else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: destination.path, NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+                throw OutputFileError.cannotWrite(path: destination.path, reason: String(cString: strerror(errno)))
             }
             try OutputFiles.fsync(path: destination.deletingLastPathComponent().path, directory: true)
         }
@@ -56,21 +76,78 @@ public struct OutputFiles: Sendable {
         public func discard() { try? FileManager.default.removeItem(atPath: temporaryPath) }
     }
 
-    /// Deletes temporaries left by runs that died (call only while holding the run lock).
+    /// The pid and host a temporary's name carries, or nil when `name` is not one of ours.
+    /// Temporaries of releases before v2 carry no host (`.<name>.pipelined-tmp-<pid>-<random>`).
+    static func owner(ofTemporary name: String) -> (host: String?, pid: Int32)? {
+        guard name.hasPrefix("."), let marker = name.range(of: temporaryMarker, options: .backwards) else { return nil }
+        let fields = name[marker.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+        guard fields.count >= 2, UInt32(fields[fields.count - 1]) != nil, let pid = Int32(fields[fields.count - 2]), pid > 0 else { return nil }
+        let host = fields.count > 2 ? fields[..<(fields.count - 2)].joined(separator: "-") : nil
+        return (host, pid)
+    }
+
+    /// Deletes temporaries left by processes of this host that died, anywhere under the root but
+    /// in `excluded` folders (the input directory, which the default layout puts inside the output
+    /// directory: nothing there is ever ours to delete). Symbolic links are not followed.
     @discardableResult
-    public func removeOrphanTemporaries() -> Int {
-        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil) else { return 0 }
+    public func removeOrphanTemporaries(excluding excluded: [URL] = []) -> Int {
+        let skipped = Set(excluded.map { $0.resolvingSymlinksInPath().standardizedFileURL.path })
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isDirectoryKey]) else { return 0 }
         var removed = 0
-        for case let url as URL in walker where url.lastPathComponent.contains(Self.temporaryMarker) {
-            if (try? FileManager.default.removeItem(at: url)) != nil { removed += 1 }
+        for case let url as URL in walker {
+            if skipped.contains(url.resolvingSymlinksInPath().standardizedFileURL.path) { walker.skipDescendants(); continue }
+            guard let owner = Self.owner(ofTemporary: url.lastPathComponent) else { continue }
+            guard owner.host == nil || owner.host == Self.hostName else { continue }
+            guard kill(owner.pid, 0) != 0 && errno == ESRCH else { continue } // its writer is alive
+            var info = stat()
+            guard lstat(url.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            if unlink(url.path) == 0 { removed += 1 }
         }
         return removed
     }
 
+    /// Whether the artifact at `relativePath` exists.
+    public func exists(_ relativePath: String) -> Bool {
+        var info = stat()
+        return stat(root.appendingPathComponent(relativePath).path, &info) == 0
+    }
+
+    /// Removes artifacts that no result owns any more: regular files at relative paths inside the
+    /// root (no `..`, nothing absolute), never inside `excluded` folders. Returns the paths removed
+    /// and those that were not there.
+    public func removeArtifacts(_ relativePaths: [String], excluding excluded: [URL] = []) -> (removed: [String], absent: [String]) {
+        let rootPath = root.standardizedFileURL.path
+        let skipped = excluded.map { $0.resolvingSymlinksInPath().standardizedFileURL.path }
+        var removed: [String] = [], absent: [String] = []
+        for relative in relativePaths {
+            guard !relative.hasPrefix("/"), !relative.split(separator: "/").contains("..") else { continue }
+            let path = root.appendingPathComponent(relative).standardizedFileURL.path
+            guard path.hasPrefix(rootPath + "/") else { continue }
+            let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            if skipped.contains(where: { real == $0 || real.hasPrefix($0 + "/") }) { continue }
+            var info = stat()
+            if lstat(path, &info) != 0 { if errno == ENOENT { absent.append(relative) }; continue }
+            guard (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            if unlink(path) == 0 { removed.append(relative) }
+        }
+        return (removed, absent)
+    }
+
     static func fsync(path: String, directory: Bool) throws {
         let fd = open(path, directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY)
-        guard fd >= 0 else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path]) }
+        guard fd >= 0 else { throw OutputFileError.cannotWrite(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         _ = Glibc.fsync(fd)
+    }
+}
+
+public enum OutputFileError: Error, CustomStringConvertible, Equatable {
+    case cannotWrite(path: String, reason: String)
+    case refused(path: String, reason: String)
+    public var description: String {
+        switch self {
+        case let .cannotWrite(path, reason): "cannot write \(path): \(reason)"
+        case let .refused(path, reason): "will not write \(path): \(reason)"
+        }
     }
 }

@@ -14,18 +14,58 @@ public final class RunLock: @unchecked Sendable {
     public let path: String
 
     /// - Parameter wait: block until the lock is free instead of failing at once.
-    public init(databasePath: String, wait: Bool) throws {
-        path = databasePath + ".lock"
+    public convenience init(databasePath: String, wait: Bool) throws {
+        try self.init(lockFile: databasePath + ".lock", waitSeconds: wait ? .infinity : nil, subject: .database)
+    }
+
+    /// What a lock guards, for the message a second run prints.
+    public enum Subject: Sendable { case database, outputDirectory }
+
+    /// The lock of an output directory: two runs with different databases must not write one
+    /// folder's files (nor remove each other's temporaries).
+    public static func outputDirectoryLockFile(_ outputDirectory: URL) -> String {
+        outputDirectory.appendingPathComponent(".pipelined.lock").path
+    }
+
+    /// - Parameter waitSeconds: nil fails at once when the lock is taken; otherwise wait up to this
+    ///   long (`.infinity`: as long as it takes).
+    public init(lockFile: String, waitSeconds: Double?, subject: Subject) throws {
+        path = lockFile
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RunLockError.cannotOpen(path: path, errno: errno) }
-        if flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+        var acquired = flock(fd, LOCK_EX | LOCK_NB) == 0
+        if !acquired, let waitSeconds {
+            if waitSeconds == .infinity {
+                var status: Int32
+                repeat { status = flock(fd, LOCK_EX) } while status != 0 && errno == EINTR
+                acquired = status == 0
+            } else {
+                let deadline = Date().addingTimeInterval(waitSeconds)
+                while !acquired && Date() < deadline {
+                    usleep(100_000)
+                    acquired = flock(fd, LOCK_EX | LOCK_NB) == 0
+                }
+            }
+        }
+        if !acquired {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             close(fd)
-            throw RunLockError.busy(path: path, holder: holder?.isEmpty == false ? holder : nil)
+            throw RunLockError.busy(path: path, holder: holder?.isEmpty == false ? holder : nil, subject: subject, waited: waitSeconds)
         }
         _ = ftruncate(fd, 0)
         let text = "\(getpid())\n"
         _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    /// Whether a live process holds the lock of the database at `databasePath` (a lock file that
+    /// does not exist is not held). Opens nothing for writing.
+    public static func isHeld(databasePath: String) -> Bool {
+        let fd = open(databasePath + ".lock", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else { return true }
+        flock(fd, LOCK_UN)
+        return false
     }
 
     deinit {
@@ -35,12 +75,13 @@ public final class RunLock: @unchecked Sendable {
 }
 
 public enum RunLockError: Error, CustomStringConvertible {
-    case busy(path: String, holder: String?)
+    case busy(path: String, holder: String?, subject: RunLock.Subject, waited: Double?)
     case cannotOpen(path: String, errno: Int32)
     public var description: String {
         switch self {
-        case let .busy(path, holder):
-            "another pipelined run\(holder.map { " (pid \($0))" } ?? "") is working on this database (lock \(path)); pass --wait to queue behind it"
+        case let .busy(path, holder, subject, waited):
+            "another pipelined run\(holder.map { " (pid \($0))" } ?? "") is working on this \(subject == .database ? "database" : "output directory") (lock \(path))"
+                + (waited.map { String(format: "; still busy after waiting %.0f s", $0) } ?? "; pass --wait to queue behind it")
         case let .cannotOpen(path, e):
             "cannot create the lock file \(path): \(String(cString: strerror(e)))"
         }

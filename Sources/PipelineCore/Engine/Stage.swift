@@ -18,10 +18,26 @@ public protocol Stage: Sendable {
     /// toggling them does not redo later work. Defaults to `fingerprint`.
     var outputFingerprint: String { get }
     func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome
+    /// The files under the output directory that `row` (one of this stage's results) wrote and
+    /// owns; they are removed once no current result names them (`ArtifactCatalog`).
+    func artifacts(of row: StageResultRecord) -> [String]
+    /// Whether later stages read this stage's files (the aligned clips) rather than only keeping
+    /// them as side outputs (materialised copies): a lost file then invalidates what was built on it.
+    var laterStagesReadArtifacts: Bool { get }
 }
 
 extension Stage {
     public var outputFingerprint: String { fingerprint }
+    public func artifacts(of row: StageResultRecord) -> [String] { [] }
+    public var laterStagesReadArtifacts: Bool { false }
+}
+
+extension ArtifactCatalog {
+    /// The files of each of `stages`' rows, as the stages list them.
+    public init(_ stages: [any Stage]) {
+        self.init(Dictionary(stages.map { stage in (stage.id, { @Sendable row in stage.artifacts(of: row) }) }, uniquingKeysWith: { a, _ in a }),
+                  feedingLaterStages: Set(stages.filter(\.laterStagesReadArtifacts).map(\.id)))
+    }
 }
 
 public enum WorkUnit: String, Sendable { case source, clip }

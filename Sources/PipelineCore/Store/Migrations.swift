@@ -71,6 +71,35 @@ enum Migrations {
             }
             try db.create(index: "stageResult_current", on: "stageResult", columns: ["stage", "superseded", "state"])
         }
+        m.registerMigration("v2-output-stems-problems-retired-artifacts") { db in
+            try db.alter(table: "source") { t in
+                t.add(column: "problem", .text)
+                t.add(column: "outputStem", .text)
+            }
+            // Files that rows deleted from the database (a changed source's old results, clips a new
+            // segmentation dropped) still own; the end of a run deletes them unless a current row
+            // names them again.
+            try db.create(table: "retiredArtifact") { t in
+                t.column("path", .text).notNull().primaryKey()
+                t.column("retiredAt", .datetime).notNull()
+            }
+            // Give every source its output stem in discovery order: the first keeps the name its
+            // files already have; a later source that shared it (talk.mp4 / talk.mov) had its files
+            // overwritten by the other's, so its results from stage 5 on are made history and redone
+            // under its own name (what they wrote stays live while the other source names it).
+            var taken = Set<String>()
+            for row in try Row.fetchAll(db, sql: "SELECT id, relativePath FROM source ORDER BY id") {
+                let id: Int64 = row["id"], path: String = row["relativePath"]
+                let stem = OutputNaming.stem(for: path, taken: taken)
+                taken.insert(stem)
+                try db.execute(sql: "UPDATE source SET outputStem = ? WHERE id = ?", arguments: [stem, id])
+                if stem != OutputNaming.referenceStem(of: path) {
+                    try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN ('align', 'sync', 'quality', 'publish')",
+                                   arguments: [id])
+                }
+            }
+            try db.create(index: "source_outputStem", on: "source", columns: ["outputStem"], unique: true)
+        }
         return m
     }
 }

@@ -9,13 +9,60 @@ import GRDB
 public struct PipelineStore: Sendable {
     public let writer: any DatabaseWriter
     public let path: String?
+    /// Which files each stage's rows own (set by the engine from its stages): rows deleted from the
+    /// database leave their files to the end-of-run clean-up through it.
+    public var catalog = ArtifactCatalog.none
 
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path` and migrates it. An existing database is
+    /// checked first (`PRAGMA quick_check`, on a read-only connection): a run must not write into a
+    /// database with damaged pages, which would spread the damage and report success.
     public init(path: String) throws {
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-        let pool = try DatabasePool(path: path, configuration: Self.configuration())
-        try self.init(writer: pool, path: path)
+        if FileManager.default.fileExists(atPath: path) {
+            var configuration = Self.configuration()
+            configuration.readonly = true
+            let lines: [String]
+            do {
+                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                lines = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+                try queue.close()
+            } catch {
+                throw StoreError.damaged(path: path, detail: "\(error)")
+            }
+            guard lines == ["ok"] else { throw StoreError.damaged(path: path, detail: lines.prefix(3).joined(separator: "; ")) }
+        }
+        let pool: DatabasePool
+        do { pool = try DatabasePool(path: path, configuration: Self.configuration()) } catch {
+            throw StoreError.cannotOpen(path: path, message: "\(error)")
+        }
+        do { try self.init(writer: pool, path: path) } catch let error as DatabaseError {
+            throw StoreError.cannotOpen(path: path, message: "\(error)")
+        }
     }
+
+    /// Opens the database at `path` for reading only (`status`, `report`, `export`): the file is
+    /// never written, so it works on a read-only mount, and a database that an older release wrote
+    /// is refused with the reason instead of being migrated behind a reader's back.
+    public init(readingOnly path: String) throws {
+        var configuration = Self.configuration()
+        configuration.readonly = true
+        let queue: DatabaseQueue
+        do { queue = try DatabaseQueue(path: path, configuration: configuration) } catch {
+            throw StoreError.cannotOpen(path: path, message: "\(error)")
+        }
+        let migrator = Migrations.migrator
+        do {
+            try queue.read { db in
+                if try migrator.hasBeenSuperseded(db) { throw StoreError.newerSchema(path: path) }
+                if try !migrator.hasCompletedMigrations(db) { throw StoreError.needsMigration(path: path) }
+            }
+        } catch let error as DatabaseError {
+            throw StoreError.cannotOpen(path: path, message: "\(error)")
+        }
+        writer = queue
+        self.path = path
+    }
+
 
     /// An in-memory store with the production configuration, for tests.
     public static func inMemory() throws -> PipelineStore {
@@ -110,16 +157,51 @@ public struct PipelineStore: Sendable {
 
     // MARK: Sources
 
+    /// Every source row by relative path (discovery decides with it which files to hash).
+    public func sourcesByPath() throws -> [String: SourceRecord] {
+        try writer.read { db in Dictionary(try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) }, uniquingKeysWith: { a, _ in a }) }
+    }
+
+    /// Whether `file` may differ from what `known` recorded, so that its content must be hashed:
+    /// size or mtime moved, or it was gone (rsync's quick check; an unchanged size and mtime is
+    /// taken as unchanged content).
+    public static func needsHash(_ file: DiscoveredFile, known: SourceRecord?) -> Bool {
+        guard file.problem == nil else { return false }
+        guard let known else { return true }
+        return known.size != file.size || known.mtime != file.mtime || known.problem != nil
+    }
+
     /// Brings the `source` table in line with a scan of the input directory.
-    public func syncSources(_ files: [DiscoveredFile], now: Date = Date()) throws -> SourceSync {
+    ///
+    /// A file is changed when its problem changed, or when its size or mtime moved and its content
+    /// hash differs (a `touch` is not a change; a rewrite in place of the same size is). Rows from
+    /// before v2 hold a partial hash that never equals a whole-file one: such a file whose size or
+    /// mtime moved is taken as changed, since its middle may have been rewritten.
+    ///
+    /// Refuses, changing nothing, to mark more than `maxGoneShare` of the active sources gone at
+    /// once: an unmounted or emptied input folder must not take the dataset out of the index (and,
+    /// with `--prune`, off the disk).
+    public func syncSources(_ files: [DiscoveredFile], maxGoneShare: Double = 1, now: Date = Date()) throws -> SourceSync {
         try writer.write { db in
             var result = SourceSync()
             var existing = Dictionary(uniqueKeysWithValues: try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) })
+            let activeBefore = existing.values.filter { $0.goneAt == nil }.count
+            let present = Set(files.map(\.relativePath))
+            let vanishing = existing.values.filter { $0.goneAt == nil && !present.contains($0.relativePath) }
+            if !vanishing.isEmpty, Double(vanishing.count) > maxGoneShare * Double(activeBefore) {
+                throw StoreError.massRemoval(gone: vanishing.count, active: activeBefore, limit: maxGoneShare,
+                                             examples: vanishing.map(\.relativePath).sorted().prefix(3).map { $0 })
+            }
+            var taken: Set<String>?
             for file in files {
                 if var known = existing.removeValue(forKey: file.relativePath) {
-                    let changed = known.contentHash != file.contentHash || known.size != file.size
+                    let moved = known.size != file.size || known.mtime != file.mtime
+                    let changed = known.problem != file.problem
+                        || (moved && file.problem == nil && (file.contentHash == nil || known.contentHash != file.contentHash))
                     if changed {
-                        // The results describe bytes that no longer exist: start the item over.
+                        // The results describe bytes that no longer exist: start the item over. The
+                        // files those results wrote are retired, to be removed at the end of the run.
+                        try retireArtifacts(of: StageResultRecord.filter(Column("sourceId") == known.id).fetchAll(db), in: db, now: now)
                         try db.execute(sql: "DELETE FROM stageResult WHERE sourceId = ?", arguments: [known.id])
                         try db.execute(sql: "DELETE FROM analysis WHERE sourceId = ?", arguments: [known.id])
                         try db.execute(sql: "DELETE FROM clip WHERE sourceId = ?", arguments: [known.id])
@@ -128,16 +210,20 @@ public struct PipelineStore: Sendable {
                         result.changed += 1
                     }
                     if known.goneAt != nil { result.returned += 1 }
-                    if changed || known.goneAt != nil || known.mtime != file.mtime {
+                    if changed || known.goneAt != nil || moved {
                         known.size = file.size
                         known.mtime = file.mtime
-                        known.contentHash = file.contentHash
+                        if let hash = file.contentHash { known.contentHash = hash }
+                        known.problem = file.problem
                         known.goneAt = nil
                         try known.update(db)
                     }
                 } else {
+                    if taken == nil { taken = Set(try String.fetchAll(db, sql: "SELECT outputStem FROM source WHERE outputStem IS NOT NULL")) }
+                    let stem = OutputNaming.stem(for: file.relativePath, taken: taken!)
+                    taken!.insert(stem)
                     var record = SourceRecord(relativePath: file.relativePath, size: file.size, mtime: file.mtime,
-                                              contentHash: file.contentHash, discoveredAt: now)
+                                              contentHash: file.contentHash ?? "", discoveredAt: now, problem: file.problem, outputStem: stem)
                     try record.insert(db)
                     result.new += 1
                 }
@@ -245,7 +331,7 @@ public struct PipelineStore: Sendable {
                 analysis.sourceId = row.sourceId
                 try analysis.save(db)
             }
-            if let clips = outcome.clips { try Self.replaceClips(of: row.sourceId, with: clips, in: db) }
+            if let clips = outcome.clips { try replaceClips(of: row.sourceId, with: clips, in: db, now: now) }
             if let update = outcome.sourceUpdate {
                 try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
                                arguments: [update.probe, update.durationSeconds, row.sourceId])
@@ -267,19 +353,24 @@ public struct PipelineStore: Sendable {
 
     /// Makes the source's clips equal `plans`, keeping the rows (and so every later stage's
     /// results) of clips whose frame range did not change.
-    static func replaceClips(of sourceId: Int64, with plans: [ClipRecord], in db: Database) throws {
+    func replaceClips(of sourceId: Int64, with plans: [ClipRecord], in db: Database, now: Date) throws {
         let existing = try ClipRecord.filter(Column("sourceId") == sourceId).fetchAll(db)
+        func drop(_ clip: ClipRecord) throws {
+            // Its rows go with it (cascade); the files they wrote are retired.
+            try retireArtifacts(of: StageResultRecord.filter(Column("clipId") == clip.id).fetchAll(db), in: db, now: now)
+            _ = try clip.delete(db)
+        }
         var byKey = Dictionary(uniqueKeysWithValues: existing.map { ("\($0.sceneIndex)/\($0.segmentIndex)", $0) })
         for var plan in plans {
             plan.sourceId = sourceId
             if let old = byKey.removeValue(forKey: "\(plan.sceneIndex)/\(plan.segmentIndex)") {
                 if old.startFrame == plan.startFrame && old.endFrame == plan.endFrame { continue }
-                _ = try old.delete(db) // its later results described other frames
+                try drop(old) // its later results described other frames
             }
             plan.id = nil
             try plan.insert(db)
         }
-        for old in byKey.values { _ = try old.delete(db) }
+        for old in byKey.values { try drop(old) }
     }
 
     /// Every clip of every source still in the input directory, with its source.
@@ -317,13 +408,17 @@ public struct DiscoveredFile: Sendable, Equatable {
     public var relativePath: String
     public var size: Int64
     public var mtime: Double
-    public var contentHash: String
+    /// SHA-256 of the content, computed only where `PipelineStore.needsHash` says so.
+    public var contentHash: String?
+    /// Why the file cannot be processed as it is (see `SourceRecord.problem`).
+    public var problem: String?
 
-    public init(relativePath: String, size: Int64, mtime: Double, contentHash: String) {
+    public init(relativePath: String, size: Int64, mtime: Double, contentHash: String?, problem: String? = nil) {
         self.relativePath = relativePath
         self.size = size
         self.mtime = mtime
         self.contentHash = contentHash
+        self.problem = problem
     }
 }
 
@@ -369,10 +464,23 @@ public struct SourceUpdate: Sendable {
 
 public enum StoreError: Error, CustomStringConvertible {
     case newerSchema(path: String)
+    case needsMigration(path: String)
+    case cannotOpen(path: String, message: String)
+    case damaged(path: String, detail: String)
+    case massRemoval(gone: Int, active: Int, limit: Double, examples: [String])
     public var description: String {
         switch self {
         case let .newerSchema(path):
             "\(path) was written by a newer pipelined; upgrade pipelined (this version will not touch it)"
+        case let .needsMigration(path):
+            "\(path) was written by an older pipelined and needs upgrading; `pipelined run` with this version upgrades it (this command only reads)"
+        case let .cannotOpen(path, message):
+            "cannot open the database \(path): \(message)"
+        case let .damaged(path, detail):
+            "the database \(path) is damaged (PRAGMA quick_check: \(detail)); nothing was written. Restore it from a backup, or move it aside to start over (every result in it is then recomputed)"
+        case let .massRemoval(gone, active, limit, examples):
+            "\(gone) of \(active) inputs are missing from the input directory (e.g. \(examples.joined(separator: ", "))), more than run.max_gone_share (\(Int(limit * 100)) %) allows at once; "
+                + "is the input folder's disk mounted? Nothing was changed. If they were removed on purpose, run again with --allow-mass-removal"
         }
     }
 }

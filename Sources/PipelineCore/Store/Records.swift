@@ -26,7 +26,8 @@ public struct SourceRecord: Codable, Sendable, FetchableRecord, MutablePersistab
     public var relativePath: String
     public var size: Int64
     public var mtime: Double
-    /// SHA-256 over the size and the first and last MiB (see `Fingerprint.ofFile`).
+    /// SHA-256 of the whole file (64 hex digits, `Fingerprint.ofWholeFile`); databases written
+    /// before v2 hold the 32-digit digest of the size and the first and last MiB instead.
     public var contentHash: String
     public var discoveredAt: Date
     /// Set while the file is missing from the input directory.
@@ -34,6 +35,22 @@ public struct SourceRecord: Codable, Sendable, FetchableRecord, MutablePersistab
     /// Stream metadata as JSON (`[StreamInfo]`), filled by stage 1.
     public var probe: String?
     public var durationSeconds: Double?
+    /// Why the file cannot be processed as it is (a name that is not UTF-8 or holds a line break, a
+    /// dangling link, an unreadable file); stage 1 rejects such a source with this reason.
+    public var problem: String?
+    /// `<dir>/<name>` that every output file of this source is named after (`<name>_shot_NNN_MMM.mp4`);
+    /// unique across sources (`OutputNaming`). Nil only in rows that never went through migration v2.
+    public var outputStem: String?
+
+    public init(id: Int64? = nil, relativePath: String, size: Int64, mtime: Double, contentHash: String, discoveredAt: Date,
+                goneAt: Date? = nil, probe: String? = nil, durationSeconds: Double? = nil, problem: String? = nil, outputStem: String? = nil) {
+        self.id = id; self.relativePath = relativePath; self.size = size; self.mtime = mtime; self.contentHash = contentHash
+        self.discoveredAt = discoveredAt; self.goneAt = goneAt; self.probe = probe; self.durationSeconds = durationSeconds
+        self.problem = problem; self.outputStem = outputStem
+    }
+
+    /// What output files are named after (see `outputStem`).
+    public var namingStem: String { outputStem ?? OutputNaming.referenceStem(of: relativePath) }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }

@@ -8,7 +8,7 @@ public final class BrisqueScorer {
 
     public init(model: String, range: String) throws {
         for path in [model, range] where !FileManager.default.fileExists(atPath: path) {
-            throw VisionError.modelMissing(path: path)
+            throw VisionError.brisqueModelMissing(path: path)
         }
         guard let p = cvision_brisque_create(model, range) else {
             throw VisionError.operation("load BRISQUE \(model)", String(cString: cvision_last_error()))

@@ -96,10 +96,13 @@ public struct RGBImage: Sendable, Equatable {
 public enum VisionError: Error, CustomStringConvertible, Equatable {
     case operation(String, String)
     case modelMissing(path: String)
+    case brisqueModelMissing(path: String)
 
     public var description: String {
         switch self {
         case let .operation(name, message): "\(name) failed: \(message)"
+        case let .brisqueModelMissing(path):
+            "BRISQUE model file \(path) not found; install Debian's opencv-data (it ships the BRISQUE model and range files) or set [quality] brisque_model and brisque_range"
         case let .modelMissing(path):
             "landmark model \(path) not found; install Debian's libdlib-data (it ships shape_predictor_68_face_landmarks.dat) or set [align] landmark_model"
         }

@@ -56,7 +56,33 @@ public struct LipsyncGenerator {
         if !missing.isEmpty { throw GeneratorError.missingFiles(missing.map { (option: $0.0, wanted: $0.1, path: $0.2) }) }
     }
 
+    /// What can be checked before any model loads: the guidance is a number, the video and the audio
+    /// are readable files, the output's folder exists and the output is neither input (nor another
+    /// file that must not be replaced).
+    public func checkInputsAndOutput() throws {
+        guard options.guidance.isFinite, options.guidance >= 1 else {
+            throw GeneratorError.output("--guidance \(options.guidance) is not a guidance scale: use a finite number ≥ 1 (LatentSync's scripts use 1.5; 1 turns guidance off)")
+        }
+        for (option, path) in [("--video", options.video), ("--audio", options.audio)] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw GeneratorError.output("\(option) \(path): no such file")
+            }
+            guard !isDirectory.boolValue, FileManager.default.isReadableFile(atPath: path) else {
+                throw GeneratorError.output("\(option) \(path): \(isDirectory.boolValue ? "a folder, not a media file" : "not readable (check its permissions)")")
+            }
+        }
+        try UserOutputFile.check(options.output, protecting: protectedPaths)
+    }
+
+    /// What `--out` must never replace.
+    var protectedPaths: [UserOutputFile.Protected] {
+        [UserOutputFile.Protected(options.video, "the input video (--video)"), UserOutputFile.Protected(options.audio, "the input audio (--audio)")]
+            + [options.unet, options.vae, options.whisper, options.mask].filter { !$0.isEmpty }.map { UserOutputFile.Protected($0, "a model file") }
+    }
+
     public func run() throws -> Summary {
+        try checkInputsAndOutput()
         try checkFiles()
         let backend = try TorchBackend.shared()
         let device = try backend.device(options.device)
@@ -91,8 +117,6 @@ public struct LipsyncGenerator {
         var settings = ClipWriter.Settings(width: aligned.width, height: aligned.height)
         settings.crf = options.crf
         settings.threads = 0
-        let temporary = options.output + ".partial-\(getpid()).mp4"
-        let writer = try ClipWriter(path: temporary, settings: settings)
         let restore = FaceRestore(template: AlignmentTemplate(resolution: r))
         let window = LipsyncWindow(unet: models.unet, vae: models.vae, scheduler: DDIMScheduler(steps: options.steps), guidance: options.guidance,
                                    device: device, deepCache: options.deepCache)
@@ -100,7 +124,10 @@ public struct LipsyncGenerator {
         let noise = random.gaussians(4 * (r / 8) * (r / 8))
         let grey = [UInt8](repeating: 127, count: r * r * 3)
         var faceless = 0, windows = 0
-        do {
+        // Written through a temporary and renamed (readers see the old file or the whole new one),
+        // or into a device or FIFO as it is (`--out /dev/null`); never over an input.
+        try UserOutputFile.write(to: options.output, protecting: protectedPaths, temporarySuffix: ".mp4") { temporary in
+            let writer = try ClipWriter(path: temporary, settings: settings)
             for start in stride(from: 0, to: frameCount, by: 16) {
                 let indices = Array(start..<min(frameCount, start + 16)).map(source)
                 let faces = try indices.map { try aligned.hasFace[$0] ? aligned.face($0) : grey }
@@ -123,13 +150,6 @@ public struct LipsyncGenerator {
             }
             try writer.writeAudio(Array(samples.prefix(frameCount * 640)))
             try writer.finish()
-            // rename(2): readers see the old file or the whole new one, never a partial one.
-            guard rename(temporary, options.output) == 0 else {
-                throw GeneratorError.output("cannot move \(temporary) to \(options.output): \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw error
         }
         return Summary(frames: frameCount, facelessFrames: faceless, windows: windows, videoFrames: aligned.count)
     }

@@ -152,9 +152,8 @@ public final class SyncNetClipStore: @unchecked Sendable {
 
     /// The whole clip's 80-band mel (LatentSync's `audio.melspectrogram`), from the disk cache when present.
     func mel(_ path: String) throws -> ([Float], Int) {
-        let url = URL(fileURLWithPath: path)
-        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
-        let key = try Fingerprint.ofFile(at: url, size: size)
+        // Keyed by the whole content: a clip rewritten in place must not reuse another's mel.
+        let key = String(try Fingerprint.ofWholeFile(atPath: path).prefix(32))
         let cached = melCache?.appendingPathComponent("\(key).mel-v1.f32")
         if let cached, let data = try? Data(contentsOf: cached), data.count >= 4, data.count % 4 == 0 {
             let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }

@@ -22,10 +22,12 @@ extension Pipelined {
             do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
             do {
                 let configuration = try PipelineConfiguration.load(config)
-                let entries = try DatasetIndex.entries(store: PipelineStore(path: path), configuration: configuration, outputDirectory: outputDirectory)
+                let entries = try DatasetIndex.entries(store: PipelineStore(readingOnly: path), configuration: configuration, outputDirectory: outputDirectory)
                 let target = URL(fileURLWithPath: fileslist).standardizedFileURL
-                try Data(DatasetIndex.fileslistText(entries).utf8).write(to: target, options: .atomic)
-                FileHandle.standardError.write(Data("\(entries.count) clip(s) listed in \(target.path)\n".utf8))
+                try UserOutputFile.write(to: target.path, protecting: UserOutputFile.Protected.database(path)) {
+                    try Data(DatasetIndex.fileslistText(entries).utf8).write(to: URL(fileURLWithPath: $0))
+                }
+                Console.error("\(entries.count) clip(s) listed in \(target.path)\n")
             } catch { throw fail(error) }
         }
     }

@@ -32,6 +32,10 @@ extension Pipelined {
                 throw ValidationError("--resolution must be 256 or 512 (or another multiple of 64 for small test models)")
             }
             guard (1...1000).contains(steps) else { throw ValidationError("--steps must be 1…1000") }
+            guard guidance.isFinite, guidance >= 1 else {
+                throw ValidationError("--guidance must be a finite number ≥ 1 (LatentSync's scripts use 1.5; 1 turns guidance off), not \(guidance)")
+            }
+            guard (0...1000).contains(deepcache) else { throw ValidationError("--deepcache must be 0 (off) … 1000") }
         }
 
         func run() throws {
@@ -39,9 +43,11 @@ extension Pipelined {
             options.steps = steps; options.guidance = guidance; options.seed = seed; options.resolution = resolution
             options.device = device; options.deepCache = deepcache > 0 ? deepcache : nil
             do {
+                // The inputs and the output are checked before the models load (which takes a while).
+                try LipsyncGenerator(options).checkInputsAndOutput()
                 let summary = try LipsyncGenerator(options).run()
-                FileHandle.standardError.write(Data(("infer: \(summary.frames) frames (\(summary.windows) windows) from \(summary.videoFrames) video frames, "
-                    + "\(summary.facelessFrames) without a face passed through → \(out)\n").utf8))
+                Console.error("infer: \(summary.frames) frames (\(summary.windows) windows) from \(summary.videoFrames) video frames, "
+                    + "\(summary.facelessFrames) without a face passed through → \(out)\n")
             } catch { throw fail(error) }
         }
     }

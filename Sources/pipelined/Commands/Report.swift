@@ -22,12 +22,14 @@ extension Pipelined {
             do { path = try store.existingDatabase().path } catch { throw fail(error) }
             do {
                 let configuration = try PipelineConfiguration.load(config)
-                let pipelineStore = try PipelineStore(path: path)
+                let pipelineStore = try PipelineStore(readingOnly: path)
                 let report = try StatusReport.load(from: pipelineStore, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
                 let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration)
                 let target = URL(fileURLWithPath: html).standardizedFileURL
-                try Data(page.utf8).write(to: target, options: .atomic)
-                FileHandle.standardError.write(Data("report written to \(target.path)\n".utf8))
+                try UserOutputFile.write(to: target.path, protecting: UserOutputFile.Protected.database(path)) {
+                    try Data(page.utf8).write(to: URL(fileURLWithPath: $0))
+                }
+                Console.error("report written to \(target.path)\n")
             } catch { throw fail(error) }
         }
     }

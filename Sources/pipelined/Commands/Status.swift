@@ -16,21 +16,30 @@ extension Pipelined {
         @Flag(name: .long, help: "List every failed item with its error.")
         var failed = false
 
+        @Option(name: .long, help: "pipeline.conf used for the run (its run.max_attempts says which failures are final).",
+                transform: { URL(fileURLWithPath: $0) })
+        var config: URL?
+
         func run() throws {
             let path: String
             do { path = try store.existingDatabase().path } catch { throw fail(error) }
-            let report: StatusReport
+            var report: StatusReport
             do {
-                report = try StatusReport.load(from: PipelineStore(path: path), stages: StageRegistry.units,
-                                               maxAttempts: PipelineConfiguration().run.maxAttempts)
+                report = try StatusReport.load(from: PipelineStore(readingOnly: path), stages: StageRegistry.units,
+                                               maxAttempts: PipelineConfiguration.load(config).run.maxAttempts)
             } catch { throw fail(error) }
+            // A run row still "running" whose lock is free belongs to a process that is gone (killed,
+            // crashed, rebooted); the next run reclaims it.
+            if report.lastRun?.status == "running", !RunLock.isHeld(databasePath: path) {
+                report.lastRun?.status = "interrupted"
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
                 encoder.dateEncodingStrategy = .iso8601
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                Console.output(String(decoding: try encoder.encode(report), as: UTF8.self) + "\n")
             } else {
-                print(StatusText.render(report, listFailures: failed))
+                Console.output(StatusText.render(report, listFailures: failed) + "\n")
             }
         }
     }

@@ -35,7 +35,7 @@ extension Pipelined {
                     let stop = CancellationFlag()
                     let signals = SignalHandling.install(stop, quiet: false, message: "stopping after this step: validating and saving a checkpoint")
                     let summary = try SyncNetTraining(configuration) { line in
-                        FileHandle.standardError.write(Data("train: \(line)\n".utf8))
+                        Console.error("train: \(line)\n")
                     }.run(stopRequested: { stop.isCancelled })
                     withExtendedLifetime(signals) {}
                     let accuracy = summary.history.validationAccuracies.last.map { String(format: "%.3f", $0) } ?? "—"

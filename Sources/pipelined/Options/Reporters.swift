@@ -15,13 +15,17 @@ struct LineReporter: ProgressReporter {
         case let .reclaimed(items, temporaries) where items + temporaries > 0:
             "resumed: \(items) interrupted item(s) reclaimed, \(temporaries) partial file(s) removed"
         case .reclaimed: nil
+        case let .hashing(files, bytes):
+            String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
+        case let .missingOutputs(results):
+            "missing files: \(results) decided result(s) lost their output files; they are made again"
         case let .stageStarted(stage, total, decided, toDo):
             "\(stage): \(toDo) to do, \(decided) of \(total) already decided"
         case let .itemFinished(stage, item, state, reason, seconds):
             "\(stage): \(state.rawValue) \(item)\(reason.map { " — \($0)" } ?? "") [\(String(format: "%.2f", seconds)) s]"
         case .stageFinished: nil
         }
-        if let line { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        if let line { Console.error((line + "\n")) }
     }
 }
 
@@ -41,7 +45,9 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
         switch event {
         case let .discovered(sync, active):
             header = "inputs: \(active) active (\(sync.new) new, \(sync.changed) changed, \(sync.gone) gone)"
-        case .reclaimed: return
+        case .reclaimed, .missingOutputs: return
+        case let .hashing(files, bytes):
+            header = String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
         case let .stageStarted(stage, total, decided, _):
             rows.append(Row(stage: stage, total: total, decided: decided))
         case let .itemFinished(_, _, state, _, _):
@@ -78,6 +84,6 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
         }
         for line in lines { text += "\u{1B}[2K" + line + "\n" }
         drawnLines = lines.count
-        FileHandle.standardError.write(Data(text.utf8))
+        Console.error(text)
     }
 }
