@@ -65,10 +65,10 @@ import Testing
         print("StableSyncNet on CPU: visual \(dv), audio \(da), cos \(dc), loss \(dl)")
     }
 
-    /// A wrong configuration (here: the full widths) fails on the first differing key, by name.
+    /// A wrong configuration (here: the full widths) fails on the first differing key, by name, naming the file.
     @Test func aCheckpointOfAnotherConfigurationIsRefusedByKey() throws {
         let archive = try SafeTensors(contentsOf: Golden.directory.appendingPathComponent("stable_syncnet/weights.safetensors"))
-        #expect(throws: WeightError.shapeMismatch(key: "audio_encoder.down_blocks.2.conv1.weight", expected: [128, 64, 3, 3], found: [96, 64, 3, 3])) {
+        #expect(throws: WeightError.shapeMismatch(key: "audio_encoder.down_blocks.2.conv1.weight", expected: [128, 64, 3, 3], found: [96, 64, 3, 3], file: archive.file)) {
             _ = try StableSyncNet.load(archive, config: .syncnet16PixelAttention)
         }
     }

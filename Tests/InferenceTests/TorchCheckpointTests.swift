@@ -600,3 +600,175 @@ private enum Fixtures {
         80400000a0400000c0400000e0400400000000000000000000408040c04002000000000000000000003f0000c0bf
         """
 }
+
+// MARK: - Crafted pickles: deep, shared and extreme structures are errors, never crashes or hangs
+
+/// `depth` nested empty lists, the innermost first: `]` × depth, then APPEND × (depth - 1).
+private func nestedListsPickle(depth: Int) -> Data {
+    Data([PickleOp.proto, 2]) + Data(repeating: PickleOp.emptyList, count: depth) + Data(repeating: PickleOp.append, count: depth - 1) + Data([PickleOp.stop])
+}
+
+/// LONG_BINPUT / LONG_BINGET with a 4-byte little-endian memo index.
+private func memo(_ op: UInt8, _ index: Int) -> [UInt8] { [op] + (0..<4).map { UInt8(truncatingIfNeeded: index >> (8 * $0)) } }
+
+/// Runs `body` on a thread whose stack is `stackSize` bytes and returns what it returns; a value that
+/// is torn down recursively overflows such a stack long before a test thread's.
+private func onThread<T: Sendable>(stackSize: Int, _ body: @escaping @Sendable () -> T) -> T {
+    let done = DispatchSemaphore(value: 0), box = ThreadResult<T>()
+    let thread = Thread {
+        box.value = body()
+        done.signal()
+    }
+    thread.stackSize = stackSize
+    thread.start()
+    done.wait()
+    return box.value!
+}
+
+/// The result of `onThread`'s body: written by the thread before it signals, read after the wait.
+private final class ThreadResult<T>: @unchecked Sendable { var value: T? }
+
+@Suite struct DamagedTorchCheckpointTests {
+    /// The 120 KB legacy pickle of 60,000 nested lists from the issue: refused with the file's name,
+    /// and destroying what was built so far does not overflow the stack either.
+    @Test func sixtyThousandNestedListsAreRefused() throws {
+        let bytes = Data([0x80, 0x02]) + Data(repeating: UInt8(ascii: "]"), count: 60000) + Data(repeating: UInt8(ascii: "a"), count: 59999) + Data([UInt8(ascii: ".")])
+        #expect(bytes == nestedListsPickle(depth: 60000))
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(UUID().uuidString)-deep.pt")
+        try bytes.write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let message = malformedMessage { _ = try TorchCheckpoint(contentsOf: url) }
+        #expect(message.contains(url.path) && message.contains("more than \(PickleMachine.maxDepth) levels deep") && message.contains("not a torch checkpoint"), "\(message)")
+        // The same as a zip checkpoint's data.pkl.
+        let zipped = malformedMessage { _ = try TorchCheckpoint(data: zipCheckpoint(bytes), source: "deep.pt") }
+        #expect(zipped.contains("deep.pt (archive/data.pkl)") && zipped.contains("levels deep"), "\(zipped)")
+    }
+
+    /// Just under the limit a pickle loads (and is destroyed on a small stack); the checkpoint
+    /// reader then refuses it cleanly as no state dict. One level more is refused by the machine.
+    @Test func nestingJustUnderTheLimitLoadsOrThrowsCleanly() throws {
+        let limit = PickleMachine.maxDepth
+        for depth in [limit - 1, limit] {
+            var machine = PickleMachine(data: nestedListsPickle(depth: depth), source: "under")
+            let value = try machine.load()
+            #expect(value.depth == depth)
+        }
+        var over = PickleMachine(data: nestedListsPickle(depth: limit + 1), source: "over.pt")
+        #expect(throws: WeightError.self) { _ = try over.load() }
+        #expect(malformedMessage { _ = try TorchCheckpoint(data: nestedListsPickle(depth: limit + 1), source: "over.pt") }.contains("levels deep"))
+
+        let legacy = malformedMessage { _ = try TorchCheckpoint(data: nestedListsPickle(depth: limit - 1), source: "under.pt") }
+        #expect(legacy.contains("under.pt") && legacy.contains("magic number"), "\(legacy)")
+        let zipped = malformedMessage { _ = try TorchCheckpoint(data: zipCheckpoint(nestedListsPickle(depth: limit - 1)), source: "under.pt") }
+        #expect(zipped.contains("under.pt") && zipped.contains("nested more than 100 levels deep"), "\(zipped)")
+
+        // Built and dropped on a 128 KiB stack (the main thread has 8 MiB): teardown takes the same
+        // stack at any depth.
+        let loaded = onThread(stackSize: 128 << 10) {
+            [limit - 1, limit].map { depth in
+                var machine = PickleMachine(data: nestedListsPickle(depth: depth), source: "small stack")
+                return (try? machine.load()) != nil
+            }
+        }
+        #expect(loaded == [true, true])
+    }
+
+    /// Destroying a value is iterative: 300,000 levels of every container kind (the kind chosen
+    /// at random per level, seeded; the seed is printed) drop on a small stack, and a container still
+    /// referenced elsewhere survives its parent with its contents.
+    @Test func teardownOfDeepValuesIsIterative() {
+        let seed: UInt64 = 0xDEE9_0000_2025_0013
+        print("teardownOfDeepValuesIsIterative: seed 0x\(String(seed, radix: 16))")
+        let kept = onThread(stackSize: 128 << 10) { () -> [String] in
+            var state = seed
+            func random(_ n: UInt64) -> UInt64 {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return (state >> 33) % n
+            }
+            let keep = PickleList([.int(42), .list(PickleList([.string("inner")]))])
+            var value = PickleValue.list(keep)
+            for level in 0..<300_000 {
+                switch random(4) {
+                case 0: value = .list(PickleList([value, .int(level)]))
+                case 1: value = .tuple([.int(level), value])
+                case 2:
+                    let dict = PickleDict()
+                    dict.set(.string("k"), value)
+                    value = .dict(dict)
+                default: value = .object(PickleObject(maker: "m", args: [value]))
+                }
+            }
+            value = .null
+            return keep.items.map { $0.describe() }
+        }
+        #expect(kept == ["42", "['inner']"], "a container still referenced keeps its contents")
+    }
+
+    /// Through the memo a list can be filled after it was put in another, so a chain of 100,000
+    /// levels can be built whose recorded depth stays 2: it is refused by the reader's own limit, and
+    /// dropped without recursion. A list that holds itself is refused the same way.
+    @Test func memoSharedChainsAndCyclesAreRefused() throws {
+        let n = 100_000
+        var bytes = [PickleOp.proto, 2]
+        for i in 0..<n { bytes += [PickleOp.emptyList] + memo(PickleOp.longBinPut, i) + [PickleOp.pop] }
+        for i in 0..<(n - 1) { bytes += memo(PickleOp.longBinGet, i) + memo(PickleOp.longBinGet, i + 1) + [PickleOp.append, PickleOp.pop] }
+        bytes += memo(PickleOp.longBinGet, 0) + [PickleOp.stop]
+        let chain = zipCheckpoint(Data(bytes))
+        let message = malformedMessage { _ = try TorchCheckpoint(data: chain, source: "chain.pt") }
+        #expect(message.contains("chain.pt") && message.contains("nested more than 100 levels deep"), "\(message)")
+        // 512 KiB: the reader's own walk (100 levels) needs more than 128 KiB in a debug build.
+        let refused = onThread(stackSize: 512 << 10) { (try? TorchCheckpoint(data: chain, source: "chain.pt")) == nil }
+        #expect(refused)
+
+        let cycle = zipCheckpoint(Data([PickleOp.proto, 2, PickleOp.emptyList, PickleOp.binPut, 0, PickleOp.binGet, 0, PickleOp.append, PickleOp.stop]))
+        #expect(malformedMessage { _ = try TorchCheckpoint(data: cycle, source: "cycle.pt") }.contains("nested more than 100 levels deep"))
+    }
+
+    /// Sharing one list twice per level makes 2^60 paths from a few hundred bytes: the walk stops at
+    /// a budget instead of running for ever.
+    @Test func exponentialSharingIsBounded() throws {
+        var bytes = [PickleOp.proto, 2, PickleOp.emptyList, PickleOp.binPut, 0, PickleOp.pop]
+        for i in 1...60 {
+            bytes += [PickleOp.emptyList, PickleOp.mark, PickleOp.binGet, UInt8(i - 1), PickleOp.binGet, UInt8(i - 1), PickleOp.appends, PickleOp.binPut, UInt8(i), PickleOp.pop]
+        }
+        bytes += [PickleOp.binGet, 60, PickleOp.stop]
+        let message = malformedMessage { _ = try TorchCheckpoint(data: zipCheckpoint(Data(bytes)), source: "shared.pt") }
+        #expect(message.contains("shared.pt") && message.contains("shared many times"), "\(message)")
+    }
+
+    // Numbers from the file near Int.max in strides, storage views and zip sizes: errors or correct
+    // values, never an overflow trap (also while the error message is written).
+
+    /// A non-contiguous tensor whose size-1 dimension has stride Int.max: elements (i, j, 0) = i + 2j.
+    @Test func strideOfIntMaxGathersCorrectly() throws {
+        let strided = zipCheckpoint(zipTensorPickle(numel: 4, shape: [2, 2, 1], strides: [1, 2, Int.max]), storage: data([Float](arrayLiteral: 0, 1, 2, 3)))
+        let checkpoint = try TorchCheckpoint(data: strided, source: "strided")
+        #expect(try checkpoint.tensor("").floats() == [0, 2, 1, 3])
+    }
+
+    @Test func storageViewAtIntMaxIsAnError() {
+        var p = PickleEmitter()
+        p.global("torch._utils", "_rebuild_tensor_v2")
+        p.tuple(6) { p in
+            p.tuple(6) { p in
+                p.string("storage"); p.global("torch", "FloatStorage"); p.string("0"); p.string("cpu"); p.int(6)
+                p.tuple(3) { p in p.string("0v"); p.int(Int.max); p.int(1) }
+            }
+            p.op(PickleOp.binPersId)
+            p.int(0); p.ints([1]); p.ints([1]); p.op(PickleOp.newFalse); p.orderedDict()
+        }
+        p.op(PickleOp.reduce); p.op(PickleOp.stop)
+        let view = malformedMessage { _ = try TorchCheckpoint(data: zipCheckpoint(p.bytes), source: "view") }
+        #expect(view.contains("from element \(Int.max) of storage 0"), "\(view)")
+    }
+
+    @Test func zipEntrySizeOfIntMaxIsAnError() {
+        var zip = zipArchive([("archive/data.pkl", zipTensorPickle(numel: 6, shape: [6], strides: [1])), ("archive/data/0", data([Float](repeating: 1, count: 6)))], forceZip64: true)
+        guard let directory = zip.range(of: Data([0x50, 0x4B, 0x01, 0x02]), options: .backwards) else { Issue.record("no central directory"); return }
+        let nameLength = Int(zip[directory.lowerBound + 28]) | Int(zip[directory.lowerBound + 29]) << 8
+        let extra = directory.lowerBound + 46 + nameLength  // zip64 field: id, size, then the two sizes
+        zip.replaceSubrange((extra + 4)..<(extra + 20), with: [UInt8](repeating: 0xFF, count: 7) + [0x7F] + [UInt8](repeating: 0xFF, count: 7) + [0x7F])
+        let sized = malformedMessage { _ = try TorchCheckpoint(data: zip, source: "sizes") }
+        #expect(sized.contains("archive/data/0 needs \(Int.max) bytes"), "\(sized)")
+    }
+}

@@ -340,7 +340,12 @@ import Testing
         // SIGHUP: the run stops taking work and exits 130; the next run resumes.
         for k in 0..<4 { try Fixtures.video(raw.appendingPathComponent("more\(k).mp4"), seconds: 2) }
         let process = try CLI.start(["run", "--input-dir", raw.path, "--output-dir", out.path, "--config", conf, "--jobs", "1"])
-        usleep(1_000_000)
+        // The run holds the output directory's lock (its pid in the file) once its handlers are in place.
+        let lockFile = RunLock.outputDirectoryLockFile(out)
+        for _ in 0..<600 where (try? String(contentsOfFile: lockFile, encoding: .utf8))?.hasPrefix("\(process.processIdentifier)\n") != true {
+            usleep(50_000)
+        }
+        usleep(300_000)
         kill(process.processIdentifier, SIGHUP)
         process.waitUntilExit()
         #expect(process.terminationReason == .exit && [0, 130].contains(process.terminationStatus), "SIGHUP killed the run: \(process.terminationStatus)")

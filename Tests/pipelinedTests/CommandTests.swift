@@ -127,12 +127,16 @@ import Testing
 
     /// `infer` without its model files names each file it needs and exits 1 before reading anything.
     @Test func inferWithoutModelFilesSaysWhatItNeeds() throws {
-        let r = try CLI.run(["infer", "--video", "/nonexistent/in.mp4", "--audio", "/nonexistent/a.wav", "--out", "/tmp/never.mp4"])
+        let dir = try Fixtures.temporaryDirectory("infer-needs")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let video = dir.appendingPathComponent("in.mp4"), out = dir.appendingPathComponent("never.mp4")
+        try Fixtures.video(video, seconds: 1)
+        let r = try CLI.run(["infer", "--video", video.path, "--audio", video.path, "--out", out.path])
         #expect(r.status == 1, "\(r.stderr)")
         for needed in ["--unet", "latentsync_unet.pt", "--vae", "--whisper", "tiny.pt", "--mask", "mask.png"] {
             #expect(r.stderr.contains(needed), "\(r.stderr)")
         }
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/never.mp4"))
+        #expect(!FileManager.default.fileExists(atPath: out.path))
     }
 
     /// `train syncnet` end to end through the CLI (a few steps of a small model, with --max-steps and

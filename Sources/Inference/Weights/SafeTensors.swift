@@ -27,9 +27,25 @@ public struct HostTensor: Sendable, Equatable {
     public var bytes: Data
 
     public init(dtype: StoredDType, shape: [Int], bytes: Data) throws {
-        let expected = shape.reduce(1, *) * dtype.byteSize
+        guard let expected = Self.byteCount(dtype, shape) else {
+            throw WeightError.malformed("\(dtype.rawValue) \(shape) is not a possible tensor size (a negative dimension, or more bytes than memory has)")
+        }
         guard bytes.count == expected else { throw WeightError.malformed("\(dtype.rawValue) \(shape) needs \(expected) bytes, got \(bytes.count)") }
         self.dtype = dtype; self.shape = shape; self.bytes = bytes
+    }
+
+    /// The bytes a `dtype` tensor of `shape` occupies; nil when a dimension is negative or the
+    /// size overflows `Int` (shapes come from files, so the arithmetic must not trap). Multiplied left
+    /// to right as `elementCount` is, so no shape accepted here can overflow there.
+    static func byteCount(_ dtype: StoredDType, _ shape: [Int]) -> Int? {
+        var bytes = dtype.byteSize
+        for n in shape {
+            guard n >= 0 else { return nil }
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: n)
+            guard !overflow else { return nil }
+            bytes = product
+        }
+        return bytes
     }
 
     public init(_ values: [Float], shape: [Int]) throws {
@@ -98,6 +114,8 @@ public struct SafeTensors: Sendable, TensorArchive {
 
     public let entries: [String: Entry]
     public let metadata: [String: String]
+    /// The file read (or the `source` given with the data), named in errors about keys.
+    public let file: String?
     private let data: Data
     private let base: Int
 
@@ -109,36 +127,58 @@ public struct SafeTensors: Sendable, TensorArchive {
         try self.init(data: data, source: url.path)
     }
 
-    public init(data: Data, source: String = "safetensors data") throws {
-        guard data.count >= 8 else { throw WeightError.malformed("\(source): \(data.count) bytes, shorter than the 8-byte header length") }
+    /// `source` names the data in messages (a path, when the bytes came from a file).
+    public init(data: Data, source: String? = nil) throws {
+        let name = source ?? "safetensors data"
+        // Every number below comes from the file: all arithmetic on them is checked, and each
+        // inconsistency is an error naming the file and the tensor rather than a trap.
+        let damaged = "the file is damaged or not a safetensors file"
+        guard data.count >= 8 else {
+            throw WeightError.malformed("\(name): \(data.count) bytes, shorter than the 8-byte header length; the file is truncated or not a safetensors file")
+        }
         let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
-        guard headerLength <= UInt64(data.count - 8) else { throw WeightError.malformed("\(source): header length \(headerLength) exceeds the file") }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw WeightError.malformed("\(name): the header length \(headerLength) runs past the end of the file (\(data.count) bytes); the file is truncated or not a safetensors file")
+        }
         let start = data.startIndex + 8
         let header: [String: HeaderValue]
         do { header = try JSONDecoder().decode([String: HeaderValue].self, from: data.subdata(in: start..<(start + Int(headerLength)))) } catch {
-            throw WeightError.malformed("\(source): header is not a JSON object of {dtype, shape, data_offsets} entries (\(error))")
+            throw WeightError.malformed("\(name): the header is not a JSON object of {dtype, shape, data_offsets} entries (\(error)); \(damaged)")
         }
         base = 8 + Int(headerLength)
         let payload = data.count - base
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
-        for (name, value) in header {
+        for (key, value) in header {
             switch value {
             case let .metadata(values):
-                guard name == "__metadata__" else { throw WeightError.malformed("\(source): entry \(name) lacks dtype, shape or data_offsets") }
+                guard key == "__metadata__" else { throw WeightError.malformed("\(name): tensor \"\(key)\" lacks dtype, shape or data_offsets; \(damaged)") }
                 metadata = values
             case let .tensor(typeName, shape, offsets):
-                guard name != "__metadata__" else { throw WeightError.malformed("\(source): __metadata__ must map strings to strings") }
-                guard let dtype = StoredDType(rawValue: typeName) else { throw WeightError.malformed("\(source): \(name) has unsupported dtype \(typeName)") }
-                guard offsets.count == 2, shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload,
-                      offsets[1] - offsets[0] == shape.reduce(1, *) * dtype.byteSize else {
-                    throw WeightError.malformed("\(source): \(name) (\(typeName) \(shape)) has data_offsets \(offsets) inconsistent with its size or the file")
+                guard key != "__metadata__" else { throw WeightError.malformed("\(name): __metadata__ must map strings to strings; \(damaged)") }
+                func failure(_ problem: String) -> WeightError { .malformed("\(name): tensor \"\(key)\" \(problem); \(damaged)") }
+                guard let dtype = StoredDType(rawValue: typeName) else {
+                    throw WeightError.malformed("\(name): tensor \"\(key)\" has dtype \(typeName), which this reader does not support (\(StoredDType.allCases.map(\.rawValue).joined(separator: ", ")) are)")
                 }
-                entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+                guard !shape.contains(where: { $0 < 0 }) else { throw failure("has a negative dimension in its shape \(shape)") }
+                guard let size = HostTensor.byteCount(dtype, shape) else {
+                    throw failure("has shape \(shape), whose size in \(typeName) overflows a 64-bit byte count")
+                }
+                guard offsets.count == 2 else { throw failure("has data_offsets \(offsets), not a [begin, end] pair") }
+                let (begin, end) = (offsets[0], offsets[1])
+                guard begin >= 0, begin <= end else { throw failure("has data_offsets \(offsets), not an increasing pair of byte positions") }
+                guard end <= payload else {
+                    throw failure("has data_offsets \(offsets) that run past the end of the file, whose data section has \(payload) bytes (a truncated download?)")
+                }
+                guard end - begin == size else {
+                    throw failure("of shape \(shape) and dtype \(typeName) needs \(size) bytes, but its data_offsets \(offsets) span \(end - begin)")
+                }
+                entries[key] = Entry(dtype: dtype, shape: shape, range: begin..<end)
             }
         }
         self.entries = entries
         self.metadata = metadata
+        self.file = source
         self.data = data
     }
 
@@ -175,7 +215,7 @@ public struct SafeTensors: Sendable, TensorArchive {
     public func shape(of name: String) -> [Int]? { entries[name]?.shape }
 
     public func tensor(_ name: String) throws -> HostTensor {
-        guard let e = entries[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names)) }
+        guard let e = entries[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names), file: file) }
         let lo = data.startIndex + base + e.range.lowerBound
         return try HostTensor(dtype: e.dtype, shape: e.shape, bytes: data.subdata(in: lo..<(lo + e.range.count)))
     }

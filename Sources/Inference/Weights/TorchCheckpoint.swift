@@ -19,6 +19,8 @@ public struct TorchCheckpoint: Sendable {
     public var tensors: [String: HostTensor]
     /// Non-tensor leaves (ints, floats, strings, bools, None, opaque objects), flattened the same way.
     public var scalars: [String: TorchPickleValue]
+    /// The file read (or the `source` given with the data), named in errors about keys.
+    public let file: String?
 
     public init(contentsOf url: URL) throws {
         let data: Data
@@ -34,6 +36,7 @@ public struct TorchCheckpoint: Sendable {
         try flattener.visit(root, path: "", depth: 0)
         tensors = flattener.tensors
         scalars = flattener.scalars
+        file = source
     }
 
     /// Sorted tensor names.
@@ -52,10 +55,15 @@ public struct TorchCheckpoint: Sendable {
         return [:]
     }
 
+    /// `stateDict(under:)` as an archive that names this checkpoint's file in its errors.
+    public func stateDictArchive(under prefixes: [String]) -> TensorDictionary {
+        TensorDictionary(stateDict(under: prefixes), file: file)
+    }
+
     public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
 
     public func tensor(_ name: String) throws -> HostTensor {
-        guard let t = tensors[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names)) }
+        guard let t = tensors[name] else { throw WeightError.missing(key: name, similar: WeightError.similar(to: name, in: names), file: file) }
         return t
     }
 
@@ -123,9 +131,9 @@ public struct TorchCheckpoint: Sendable {
         if case let .dict(info) = try next("system info"), case .bool(false)? = info.value(forString: "little_endian") {
             throw WeightError.malformed("\(source): saved on a big-endian machine; load and re-save the checkpoint on a little-endian one")
         }
-        var dtypes: [String: StoredDType] = [:]
+        var dtypes: [String: StoredDType] = [:], seen: Set<ObjectIdentifier> = []
         let root = try next("object")
-        Self.collectStorageTypes(root, into: &dtypes, depth: 0)
+        Self.collectStorageTypes(root, into: &dtypes, seen: &seen, depth: 0)
         guard case let .list(keyList) = try next("storage keys") else {
             throw WeightError.malformed("\(source): the storage key list after the object is not a list")
         }
@@ -151,16 +159,21 @@ public struct TorchCheckpoint: Sendable {
         })
     }
 
-    /// Storage keys and types, needed before the legacy format's storages can be sized.
-    private static func collectStorageTypes(_ value: PickleValue, into dtypes: inout [String: StoredDType], depth: Int) {
+    /// Storage keys and types, needed before the legacy format's storages can be sized. Each container
+    /// is walked once (`seen`): through the memo a small pickle can share one container exponentially often.
+    private static func collectStorageTypes(_ value: PickleValue, into dtypes: inout [String: StoredDType], seen: inout Set<ObjectIdentifier>, depth: Int) {
         guard depth < 100 else { return }
+        func walk(_ object: AnyObject, _ items: [PickleValue]) {
+            guard seen.insert(ObjectIdentifier(object)).inserted else { return }
+            for item in items { collectStorageTypes(item, into: &dtypes, seen: &seen, depth: depth + 1) }
+        }
         switch value {
         case let .tensor(t): dtypes[t.storage.key] = t.storage.dtype
         case let .storage(s): dtypes[s.key] = s.dtype
-        case let .tuple(items): items.forEach { collectStorageTypes($0, into: &dtypes, depth: depth + 1) }
-        case let .list(l): l.items.forEach { collectStorageTypes($0, into: &dtypes, depth: depth + 1) }
-        case let .dict(d): d.entries.forEach { collectStorageTypes($0.value, into: &dtypes, depth: depth + 1) }
-        case let .object(o): (o.args + [o.state ?? .null]).forEach { collectStorageTypes($0, into: &dtypes, depth: depth + 1) }
+        case let .tuple(t): walk(t, t.items)
+        case let .list(l): walk(l, l.items)
+        case let .dict(d): walk(d, d.entries.map(\.value))
+        case let .object(o): walk(o, o.args + [o.state ?? .null])
         default: break
         }
     }
@@ -266,6 +279,10 @@ private struct TorchFlattener {
     let storage: (String) throws -> Data
     var tensors: [String: HostTensor] = [:]
     var scalars: [String: TorchPickleValue] = [:]
+    /// What the walk may still produce: one per value visited plus the length of its key. Through the
+    /// memo a small pickle can refer to one container from many places, level after level, so the
+    /// values reachable by path grow exponentially with depth; no real checkpoint comes near this.
+    private var budget = 1 << 28
 
     init(source: String, storage: @escaping (String) throws -> Data) {
         self.source = source
@@ -273,15 +290,21 @@ private struct TorchFlattener {
     }
 
     mutating func visit(_ value: PickleValue, path: String, depth: Int) throws {
-        guard depth < 100 else { throw WeightError.malformed("\(source): \(path) is nested more than 100 levels deep") }
+        guard depth < 100 else {
+            throw WeightError.malformed("\(source): \(path.prefix(200)) is nested more than 100 levels deep; the file is damaged or not a state dict")
+        }
+        budget -= 1 + path.utf8.count
+        guard budget >= 0 else {
+            throw WeightError.malformed("\(source): the saved object holds more than \(1 << 28) values and key characters (one part shared many times over?); the file is damaged or not a state dict")
+        }
         func child(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
         switch value {
         case let .dict(d):
             for (key, v) in d.entries { try visit(v, path: child(Self.keyText(key)), depth: depth + 1) }
         case let .list(l):
             for (i, v) in l.items.enumerated() { try visit(v, path: child(String(i)), depth: depth + 1) }
-        case let .tuple(items):
-            for (i, v) in items.enumerated() { try visit(v, path: child(String(i)), depth: depth + 1) }
+        case let .tuple(t):
+            for (i, v) in t.items.enumerated() { try visit(v, path: child(String(i)), depth: depth + 1) }
         case let .tensor(recipe): tensors[path] = try build(recipe, name: path)
         case .null: scalars[path] = .null
         case let .bool(b): scalars[path] = .bool(b)
@@ -319,7 +342,8 @@ private struct TorchFlattener {
         let viewStart = recipe.storage.elementOffset
         let viewCount = recipe.storage.elementCount ?? max(0, rootCount - viewStart)
         guard viewStart <= rootCount, viewCount <= rootCount - viewStart else {
-            throw WeightError.malformed("\(source): \(described) uses elements \(viewStart)..<\(viewStart + viewCount) of storage \(recipe.storage.key), which has \(rootCount)")
+            // (Not viewStart + viewCount: both come from the file, and the sum may overflow.)
+            throw WeightError.malformed("\(source): \(described) uses \(viewCount) elements from element \(viewStart) of storage \(recipe.storage.key), which has \(rootCount) (file corrupt or truncated?)")
         }
         // The last element read is offset + Σ (size - 1) · stride; sizes and strides are ≥ 0 and count ≥ 1.
         var last = recipe.offset
@@ -350,13 +374,16 @@ private struct TorchFlattener {
                 var element = first
                 for i in 0..<count {
                     (to + i * itemSize).copyMemory(from: from + element * itemSize, byteCount: itemSize)
-                    // Advance the multi-index like an odometer, last dimension fastest.
+                    // Advance the multi-index like an odometer, last dimension fastest. Wrapping
+                    // arithmetic: stepping past the end of a dimension of size 1 adds its stride, which
+                    // the file may set near Int.max; the subtraction right after restores the element,
+                    // which the check above keeps within the storage, so the wrapped sum is exact.
                     var d = rank - 1
                     while d >= 0 {
                         index[d] += 1
-                        element += recipe.strides[d]
+                        element &+= recipe.strides[d]
                         if index[d] < recipe.shape[d] { break }
-                        element -= recipe.strides[d] * recipe.shape[d]
+                        element &-= recipe.strides[d] &* recipe.shape[d]
                         index[d] = 0
                         d -= 1
                     }
@@ -466,7 +493,8 @@ struct TorchZipArchive {
         }
         let start = e.headerOffset + 30 + Int(nameLength) + Int(extraLength)
         guard e.compressedSize == e.size, start <= data.count, e.size <= data.count - start else {
-            throw WeightError.malformed("\(source): zip entry \(name) needs bytes \(start)..<\(start + e.size) but the file has \(data.count) (truncated file?)")
+            // (Not start + size: the size comes from the file, and the sum may overflow.)
+            throw WeightError.malformed("\(source): zip entry \(name) needs \(e.size) bytes from byte \(start) but the file has \(data.count) (truncated file?)")
         }
         return start
     }

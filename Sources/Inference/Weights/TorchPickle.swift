@@ -66,14 +66,47 @@ struct TorchTensorRecipe {
 
 /// Lists and dicts are shared by reference, as pickle's memo requires: a dict is memoised when
 /// created and filled afterwards, and every later reference must see it filled.
-final class PickleList {
-    var items: [PickleValue]
-    init(_ items: [PickleValue] = []) { self.items = items }
+///
+/// Every container (tuples too) is a class whose deinit hands its contents to `PickleTeardown`, so
+/// that destroying a value takes the same stack however deep it is nested: the default teardown of
+/// nested arrays of enums recurses once per level and overflows the stack on a crafted pickle. Each
+/// container also keeps its nesting depth, for the machine's depth limit.
+protocol PickleContainer: AnyObject {
+    /// Only for teardown: everything the container holds, which it no longer holds afterwards.
+    func takeContents() -> [PickleValue]
 }
 
-final class PickleDict {
+final class PickleList: PickleContainer {
+    var items: [PickleValue]
+    private(set) var depth: Int
+    init(_ items: [PickleValue] = []) {
+        self.items = items
+        depth = PickleValue.depth(containing: items)
+    }
+    func append(contentsOf more: [PickleValue]) {
+        items += more
+        depth = max(depth, PickleValue.depth(containing: more))
+    }
+    func takeContents() -> [PickleValue] { defer { items = [] }; return items }
+    deinit { PickleTeardown.dismantle(&items) }
+}
+
+/// A tuple: immutable once built, but a class like the others so that its teardown is iterative.
+final class PickleTuple: PickleContainer {
+    private(set) var items: [PickleValue]
+    let depth: Int
+    init(_ items: [PickleValue]) {
+        self.items = items
+        depth = PickleValue.depth(containing: items)
+    }
+    func takeContents() -> [PickleValue] { defer { items = [] }; return items }
+    deinit { PickleTeardown.dismantle(&items) }
+}
+
+final class PickleDict: PickleContainer {
     private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var positions: [String: Int] = [:]
+    private(set) var depth = 1
 
     func set(_ key: PickleValue, _ value: PickleValue) {
         let identity = key.identity
@@ -81,30 +114,107 @@ final class PickleDict {
             positions[identity] = entries.count
             entries.append((key, value))
         }
+        depth = max(depth, 1 + key.depth, 1 + value.depth)
     }
 
     func value(forString key: String) -> PickleValue? { positions["s" + key].map { entries[$0].value } }
+
+    func takeContents() -> [PickleValue] {
+        defer { entries = []; positions = [:] }
+        return entries.flatMap { [$0.key, $0.value] }
+    }
+
+    deinit {
+        var contents = takeContents()
+        PickleTeardown.dismantle(&contents)
+    }
 }
 
 /// An instance of something this reader does not model: what made it, its arguments and BUILD state.
-final class PickleObject {
+final class PickleObject: PickleContainer {
     let maker: String
-    let args: [PickleValue]
-    var state: PickleValue?
-    init(maker: String, args: [PickleValue]) { self.maker = maker; self.args = args }
+    private(set) var args: [PickleValue]
+    var state: PickleValue? { didSet { depth = max(depth, 1 + (state?.depth ?? 0)) } }
+    private(set) var depth: Int
+    init(maker: String, args: [PickleValue]) {
+        self.maker = maker
+        self.args = args
+        depth = PickleValue.depth(containing: args)
+    }
+    func takeContents() -> [PickleValue] {
+        defer { args = []; state = nil }
+        return args + (state.map { [$0] } ?? [])
+    }
+    deinit {
+        var contents = takeContents()
+        PickleTeardown.dismantle(&contents)
+    }
 }
 
-indirect enum PickleValue {
+/// Destroys values without recursion: the contents of a container that nothing else refers to are
+/// moved onto a work list before the emptied container is released, so no deinit ever meets a nested
+/// container still full. A container still referenced elsewhere (the memo, another parent) is only
+/// released; whoever drops it last dismantles it the same way.
+enum PickleTeardown {
+    static func dismantle(_ values: inout [PickleValue]) {
+        guard values.contains(where: { $0.container != nil }) else { return }
+        var pending = values
+        values = []
+        while !pending.isEmpty {
+            // The popped value is a temporary that ends with this statement, so `object` is then the
+            // only reference unless something outside the work list holds one.
+            var object: AnyObject? = pending.removeLast().container
+            guard object != nil else { continue }
+            if isKnownUniquelyReferenced(&object), let container = object as? any PickleContainer {
+                pending += container.takeContents()
+            }
+        }
+    }
+}
+
+/// A value of the pickle machine. Not `indirect`: containers are classes (above), so a value holds at
+/// most one reference and its destruction never recurses through nested values.
+enum PickleValue {
     case null, bool(Bool), int(Int), float(Double), string(String), bytes(Data)
     /// An integer wider than 64 bits, as text (hexadecimal for the binary opcodes).
     case bigInt(String)
-    case tuple([PickleValue])
+    case tuple(PickleTuple)
     case list(PickleList)
     case dict(PickleDict)
     case global(module: String, name: String)
     case storage(TorchStorageRef)
     case tensor(TorchTensorRecipe)
     case object(PickleObject)
+
+    /// A tuple of `items`.
+    static func tuple(_ items: [PickleValue]) -> PickleValue { .tuple(PickleTuple(items)) }
+
+    /// The container this value refers to; nil for a leaf.
+    var container: (any PickleContainer)? {
+        switch self {
+        case let .tuple(t): t
+        case let .list(l): l
+        case let .dict(d): d
+        case let .object(o): o
+        default: nil
+        }
+    }
+
+    /// Levels of containers: 0 for a leaf, 1 for a container of leaves. A list or dict filled after
+    /// it was put inside another container (possible through the memo) leaves the outer depth
+    /// short; that only weakens the machine's early limit, never the safety of teardown.
+    var depth: Int {
+        switch self {
+        case let .tuple(t): t.depth
+        case let .list(l): l.depth
+        case let .dict(d): d.depth
+        case let .object(o): o.depth
+        default: 0
+        }
+    }
+
+    /// The depth of a container holding `items`.
+    static func depth(containing items: [PickleValue]) -> Int { 1 + (items.lazy.map(\.depth).max() ?? 0) }
 
     /// Dict-key identity; Python hashes True and 1 (and 1.0) alike, so they are one key.
     var identity: String {
@@ -129,11 +239,19 @@ indirect enum PickleValue {
     /// Two lowercase hexadecimal digits.
     static func hex(_ byte: UInt8) -> String { (byte < 16 ? "0" : "") + String(byte, radix: 16) }
 
-    /// Python-like text for messages and opaque values, cut short for deep or long structures.
-    func describe(depth: Int = 0) -> String {
-        guard depth < 6 else { return "…" }
+    /// Python-like text for messages and opaque values, cut short for deep or long structures (at
+    /// most 6 levels, 8 items per container and 200 values in all: shared references can make a
+    /// small pickle's structure exponentially large, and dict keys are described as they are set).
+    func describe() -> String {
+        var budget = 200
+        return describe(depth: 0, budget: &budget)
+    }
+
+    private func describe(depth: Int, budget: inout Int) -> String {
+        guard depth < 6, budget > 0 else { return "…" }
+        budget -= 1
         func list(_ items: [PickleValue], _ open: String, _ close: String) -> String {
-            let shown = items.prefix(8).map { $0.describe(depth: depth + 1) }
+            let shown = items.prefix(8).map { $0.describe(depth: depth + 1, budget: &budget) }
             return open + shown.joined(separator: ", ") + (items.count > 8 ? ", …" : "") + close
         }
         switch self {
@@ -144,10 +262,10 @@ indirect enum PickleValue {
         case let .bigInt(text): return text
         case let .string(s): return "'\(s.count > 80 ? s.prefix(80) + "…" : s)'"
         case let .bytes(d): return "b<\(d.count) bytes>"
-        case let .tuple(items): return list(items, "(", items.count == 1 ? ",)" : ")")
+        case let .tuple(t): return list(t.items, "(", t.items.count == 1 ? ",)" : ")")
         case let .list(l): return list(l.items, "[", "]")
         case let .dict(d):
-            let shown = d.entries.prefix(8).map { "\($0.key.describe(depth: depth + 1)): \($0.value.describe(depth: depth + 1))" }
+            let shown = d.entries.prefix(8).map { "\($0.key.describe(depth: depth + 1, budget: &budget)): \($0.value.describe(depth: depth + 1, budget: &budget))" }
             return "{" + shown.joined(separator: ", ") + (d.entries.count > 8 ? ", …" : "") + "}"
         case let .global(module, name): return "\(module).\(name)"
         case let .storage(s): return "<\(s.dtype.rawValue) storage \(s.key)>"
@@ -181,6 +299,11 @@ enum PickleOp {
 /// Runs one pickle (PROTO … STOP) from `data` at `position`; `position` ends just past its STOP, where
 /// the legacy format's next pickle starts.
 struct PickleMachine {
+    /// The deepest nesting of containers accepted. State dicts nest a few levels (a tensor's
+    /// arguments, a few dicts of dicts); a deeper structure is damage or an attack (60,000 nested
+    /// lists in a 120 KB file), refused before anything walks it.
+    static let maxDepth = 1000
+
     private let data: Data
     private let source: String
     private(set) var position: Int
@@ -240,7 +363,18 @@ struct PickleMachine {
 
     // MARK: The stack; MARK splits it, and nothing below the innermost mark may be popped
 
-    private mutating func push(_ value: PickleValue) { stack.append(value) }
+    /// Every value on the stack is within the depth limit: containers are checked as they are built
+    /// (here) and as they are filled (`checkDepth` after APPEND, SETITEM and BUILD).
+    private mutating func push(_ value: PickleValue) throws {
+        try checkDepth(value)
+        stack.append(value)
+    }
+
+    private func checkDepth(_ value: PickleValue) throws {
+        guard value.depth <= Self.maxDepth else {
+            throw failure("containers nest more than \(Self.maxDepth) levels deep; no state dict is, so the file is damaged or not a torch checkpoint")
+        }
+    }
 
     private mutating func pop() throws -> PickleValue {
         guard stack.count > (marks.last ?? 0) else { throw failure("pops an empty stack") }
@@ -280,22 +414,22 @@ struct PickleMachine {
             case PickleOp.pop:
                 if let mark = marks.last, mark == stack.count { marks.removeLast() } else { _ = try pop() }
             case PickleOp.popMark: _ = try popToMark()
-            case PickleOp.dup: push(try top())
+            case PickleOp.dup: try push(top())
 
-            case PickleOp.emptyDict: push(.dict(PickleDict()))
-            case PickleOp.emptyList, PickleOp.emptySet: push(.list(PickleList()))  // sets are read as lists
-            case PickleOp.emptyTuple: push(.tuple([]))
-            case PickleOp.tuple: push(.tuple(try popToMark()))
+            case PickleOp.emptyDict: try push(.dict(PickleDict()))
+            case PickleOp.emptyList, PickleOp.emptySet: try push(.list(PickleList()))  // sets are read as lists
+            case PickleOp.emptyTuple: try push(.tuple([]))
+            case PickleOp.tuple: try push(.tuple(popToMark()))
             case PickleOp.tuple1, PickleOp.tuple2, PickleOp.tuple3:
                 let n = Int(opcode - PickleOp.tuple1) + 1
                 var items: [PickleValue] = []
                 for _ in 0..<n { items.insert(try pop(), at: 0) }
-                push(.tuple(items))
-            case PickleOp.list, PickleOp.frozenSet: push(.list(PickleList(try popToMark())))
+                try push(.tuple(items))
+            case PickleOp.list, PickleOp.frozenSet: try push(.list(PickleList(popToMark())))
             case PickleOp.dict:
                 let dict = PickleDict()
                 for (k, v) in try pairs(try popToMark()) { dict.set(k, v) }
-                push(.dict(dict))
+                try push(.dict(dict))
             case PickleOp.append:
                 let item = try pop()
                 try append([item], to: try top())
@@ -309,69 +443,72 @@ struct PickleMachine {
                 let items = try pairs(try popToMark())
                 try setItems(items, in: try top())
 
-            case PickleOp.binInt: push(.int(Int(Int32(truncatingIfNeeded: try unsigned(4)))))
-            case PickleOp.binInt1: push(.int(Int(try byte())))
-            case PickleOp.binInt2: push(.int(Int(try unsigned(2))))
-            case PickleOp.long1: push(Self.decodeLong(try take(try length(1))))
+            case PickleOp.binInt: try push(.int(Int(Int32(truncatingIfNeeded: unsigned(4)))))
+            case PickleOp.binInt1: try push(.int(Int(byte())))
+            case PickleOp.binInt2: try push(.int(Int(unsigned(2))))
+            case PickleOp.long1: try push(Self.decodeLong(take(length(1))))
             case PickleOp.long4:
                 let n = Int32(truncatingIfNeeded: try unsigned(4))
                 guard n >= 0, Int(n) <= data.count - position else { throw failure("bad LONG4 length \(n)") }
-                push(Self.decodeLong(try take(Int(n))))
+                try push(Self.decodeLong(take(Int(n))))
             case PickleOp.int:
                 let text = try line()
-                if text == "00" || text == "01" { push(.bool(text == "01")) } else { push(try integer(text: text)) }
-            case PickleOp.long: push(try integer(text: try line()))
+                if text == "00" || text == "01" { try push(.bool(text == "01")) } else { try push(integer(text: text)) }
+            case PickleOp.long: try push(integer(text: line()))
             case PickleOp.float:
                 let text = try line()
                 guard let d = Double(text) else { throw failure("FLOAT operand '\(text)' is not a number") }
-                push(.float(d))
-            case PickleOp.binFloat: push(.float(Double(bitPattern: try take(8).reduce(0) { $0 << 8 | UInt64($1) })))  // big-endian
-            case PickleOp.none: push(.null)
-            case PickleOp.newTrue: push(.bool(true))
-            case PickleOp.newFalse: push(.bool(false))
+                try push(.float(d))
+            case PickleOp.binFloat: try push(.float(Double(bitPattern: take(8).reduce(0) { $0 << 8 | UInt64($1) })))  // big-endian
+            case PickleOp.none: try push(.null)
+            case PickleOp.newTrue: try push(.bool(true))
+            case PickleOp.newFalse: try push(.bool(false))
 
-            case PickleOp.binUnicode: push(.string(String(decoding: try take(try length(4)), as: UTF8.self)))
-            case PickleOp.shortBinUnicode: push(.string(String(decoding: try take(try length(1)), as: UTF8.self)))
-            case PickleOp.binUnicode8: push(.string(String(decoding: try take(try length(8)), as: UTF8.self)))
+            case PickleOp.binUnicode: try push(.string(String(decoding: take(length(4)), as: UTF8.self)))
+            case PickleOp.shortBinUnicode: try push(.string(String(decoding: take(length(1)), as: UTF8.self)))
+            case PickleOp.binUnicode8: try push(.string(String(decoding: take(length(8)), as: UTF8.self)))
             // Python 2 byte strings; torch.load decodes them as text, and Latin-1 decodes any bytes.
-            case PickleOp.binString: push(.string(String(try take(try length(4)).map { Character(Unicode.Scalar($0)) })))
-            case PickleOp.shortBinString: push(.string(String(try take(try length(1)).map { Character(Unicode.Scalar($0)) })))
-            case PickleOp.binBytes: push(.bytes(try take(try length(4))))
-            case PickleOp.shortBinBytes: push(.bytes(try take(try length(1))))
-            case PickleOp.binBytes8, PickleOp.byteArray8: push(.bytes(try take(try length(8))))
+            case PickleOp.binString: try push(.string(String(take(length(4)).map { Character(Unicode.Scalar($0)) })))
+            case PickleOp.shortBinString: try push(.string(String(take(length(1)).map { Character(Unicode.Scalar($0)) })))
+            case PickleOp.binBytes: try push(.bytes(take(length(4))))
+            case PickleOp.shortBinBytes: try push(.bytes(take(length(1))))
+            case PickleOp.binBytes8, PickleOp.byteArray8: try push(.bytes(take(length(8))))
 
             case PickleOp.global:
                 let module = try line(), name = try line()
-                push(.global(module: module, name: name))
+                try push(.global(module: module, name: name))
             case PickleOp.stackGlobal:
                 guard let name = try pop().text, let module = try pop().text else { throw failure("STACK_GLOBAL needs a module and a name string") }
-                push(.global(module: module, name: name))
+                try push(.global(module: module, name: name))
             case PickleOp.reduce:
                 let args = try pop(), callable = try pop()
-                push(try call(callable, args))
+                try push(call(callable, args))
             case PickleOp.newObj:
                 let args = try pop(), cls = try pop()
-                push(try newObject(cls, args))
+                try push(newObject(cls, args))
             case PickleOp.newObjEx:
                 _ = try pop()  // keyword arguments: none of the classes modelled here take any
                 let args = try pop(), cls = try pop()
-                push(try newObject(cls, args))
+                try push(newObject(cls, args))
             case PickleOp.build:
                 let state = try pop()
                 // Only opaque objects keep their state; an OrderedDict's BUILD carries attributes such
                 // as a state dict's `_metadata` (module versions), which are not entries.
-                if case let .object(object) = try top() { object.state = state }
+                if case let .object(object) = try top() {
+                    object.state = state
+                    try checkDepth(.object(object))
+                }
 
             case PickleOp.binPut: memo[Int(try byte())] = try top()
             case PickleOp.longBinPut: memo[Int(try unsigned(4))] = try top()
             case PickleOp.put: memo[try memoIndex(try line())] = try top()
             case PickleOp.memoize: memo[memo.count] = try top()
-            case PickleOp.binGet: push(try recall(Int(try byte())))
-            case PickleOp.longBinGet: push(try recall(Int(try unsigned(4))))
-            case PickleOp.get: push(try recall(try memoIndex(try line())))
+            case PickleOp.binGet: try push(recall(Int(byte())))
+            case PickleOp.longBinGet: try push(recall(Int(unsigned(4))))
+            case PickleOp.get: try push(recall(memoIndex(line())))
 
-            case PickleOp.binPersId: push(try persistentLoad(try pop()))
-            case PickleOp.persId: push(try persistentLoad(.string(try line())))
+            case PickleOp.binPersId: try push(persistentLoad(pop()))
+            case PickleOp.persId: try push(persistentLoad(.string(line())))
             default:
                 throw failure("unsupported opcode (not one that torch.save writes; is this a torch checkpoint?)")
             }
@@ -421,18 +558,21 @@ struct PickleMachine {
 
     private func append(_ items: [PickleValue], to target: PickleValue) throws {
         guard case let .list(list) = target else { throw failure("appends to \(target.describe()), which is not a list") }
-        list.items += items
+        list.append(contentsOf: items)
+        try checkDepth(target)
     }
 
     private func setItems(_ items: [(PickleValue, PickleValue)], in target: PickleValue) throws {
         guard case let .dict(dict) = target else { throw failure("sets items on \(target.describe()), which is not a dict") }
         for (k, v) in items { dict.set(k, v) }
+        try checkDepth(target)
     }
 
     // MARK: Calls: the few callables torch.save uses are modelled; anything else becomes opaque
 
-    private func call(_ callable: PickleValue, _ argsValue: PickleValue) throws -> PickleValue {
-        guard case let .tuple(args) = argsValue else { throw failure("REDUCE arguments are \(argsValue.describe()), not a tuple") }
+    private func call(_ callable: PickleValue, _ argsValue: PickleValue, rebuilds: Int = 0) throws -> PickleValue {
+        guard case let .tuple(argsTuple) = argsValue else { throw failure("REDUCE arguments are \(argsValue.describe()), not a tuple") }
+        let args = argsTuple.items
         guard case let .global(module, name) = callable else {
             return .object(PickleObject(maker: callable.describe(), args: args))
         }
@@ -445,13 +585,13 @@ struct PickleMachine {
                 let items: [PickleValue]
                 switch first {
                 case let .list(l): items = l.items
-                case let .tuple(t): items = t
+                case let .tuple(t): items = t.items
                 case let .dict(d): items = d.entries.map { .tuple([$0.key, $0.value]) }
                 default: items = []
                 }
                 for item in items {
-                    guard case let .tuple(pair) = item, pair.count == 2 else { throw failure("\(qualified) item \(item.describe()) is not a pair") }
-                    dict.set(pair[0], pair[1])
+                    guard case let .tuple(pair) = item, pair.items.count == 2 else { throw failure("\(qualified) item \(item.describe()) is not a pair") }
+                    dict.set(pair.items[0], pair.items[1])
                 }
             }
             return .dict(dict)
@@ -464,7 +604,10 @@ struct PickleMachine {
         case "torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type":
             // (function, tensor subclass, arguments, state): the tensor is what the function builds.
             guard args.count >= 3 else { throw failure("\(qualified) expects (function, type, arguments, state), got \(argsValue.describe())") }
-            return try call(args[0], args[2])
+            // torch wraps a rebuild once (twice for a subclass of a subclass); a chain is bounded so
+            // that a crafted one cannot recurse without end.
+            guard rebuilds < 8 else { throw failure("\(qualified) is nested in itself more than 8 times; the file is damaged or not a torch checkpoint") }
+            return try call(args[0], args[2], rebuilds: rebuilds + 1)
         case "torch.Size", "builtins.tuple", "__builtin__.tuple":
             return .tuple(Self.items(args.first))
         case "builtins.list", "builtins.set", "builtins.frozenset", "__builtin__.set":
@@ -487,12 +630,12 @@ struct PickleMachine {
             return try call(cls, argsValue)
         }
         guard case let .tuple(args) = argsValue else { throw failure("NEWOBJ arguments are \(argsValue.describe()), not a tuple") }
-        return .object(PickleObject(maker: cls.describe(), args: args))
+        return .object(PickleObject(maker: cls.describe(), args: args.items))
     }
 
     private static func items(_ value: PickleValue?) -> [PickleValue] {
         switch value {
-        case let .tuple(t)?: t
+        case let .tuple(t)?: t.items
         case let .list(l)?: l.items
         default: []
         }
@@ -513,7 +656,7 @@ struct PickleMachine {
     private static func ints(_ value: PickleValue) -> [Int]? {
         let items: [PickleValue]
         switch value {
-        case let .tuple(t): items = t
+        case let .tuple(t): items = t.items
         case let .list(l): items = l.items
         default: return nil
         }
@@ -528,7 +671,7 @@ struct PickleMachine {
     /// torch.save's persistent ids for storages: ('storage', storage type, key, location, numel) in
     /// the zip format, plus view metadata (view key, offset, size) or None in the legacy format.
     private func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
-        guard case let .tuple(fields) = pid, fields.first?.text == "storage" else {
+        guard case let .tuple(pidTuple) = pid, case let fields = pidTuple.items, fields.first?.text == "storage" else {
             return .object(PickleObject(maker: "persistent id", args: [pid]))  // e.g. the legacy format's module sources
         }
         guard fields.count == 5 || fields.count == 6 else { throw failure("storage id \(pid.describe()) has \(fields.count) fields, not 5 or 6") }
@@ -543,7 +686,8 @@ struct PickleMachine {
             key = text
         }
         var ref = TorchStorageRef(key: key, dtype: dtype)
-        if fields.count == 6, case let .tuple(view) = fields[5] {
+        if fields.count == 6, case let .tuple(viewTuple) = fields[5] {
+            let view = viewTuple.items
             guard view.count == 3, case let .int(offset) = view[1], case let .int(size) = view[2], offset >= 0, size >= 0 else {
                 throw failure("storage view \(fields[5].describe()) is not (key, offset, size)")
             }

@@ -192,7 +192,7 @@ struct GeneratorModels {
         if let mels = dim("n_mels"), let context = dim("n_audio_ctx"), let state = dim("n_audio_state"), let heads = dim("n_audio_head"), let layers = dim("n_audio_layer") {
             dims = .init(melBands: mels, contextFrames: context, width: state, heads: heads, layers: layers)
         }
-        whisper = try WhisperAudioEncoder.load(TensorDictionary(checkpoint.stateDict(under: ["model_state_dict.", ""])), dimensions: dims, device: device, dtype: dtype).0
+        whisper = try WhisperAudioEncoder.load(checkpoint.stateDictArchive(under: ["model_state_dict.", ""]), dimensions: dims, device: device, dtype: dtype).0
     }
 
     /// `block_out_channels` of a diffusers-style JSON configuration.

@@ -38,7 +38,7 @@ enum ModelStore {
         let head = try FileHandle(forReadingFrom: url).read(upToCount: 9) ?? Data()
         // safetensors: 8-byte header length, then the JSON header's "{".
         if head.count == 9, head[head.startIndex + 8] == UInt8(ascii: "{") { return try SafeTensors(contentsOf: url) }
-        return TensorDictionary(try TorchCheckpoint(contentsOf: url).stateDict(under: ["state_dict.", "model_state_dict.", ""]))
+        return try TorchCheckpoint(contentsOf: url).stateDictArchive(under: ["state_dict.", "model_state_dict.", ""])
     }
 
     /// Identifies a weights file's content for score keys without reading it: path, size, modification time.

@@ -89,6 +89,10 @@ extension Pipelined {
         }
 
         func run() async throws {
+            // Signals first: a SIGHUP or SIGTERM that arrives while the configuration loads or a lock
+            // is awaited must drain, not kill.
+            let cancellation = CancellationFlag()
+            let signals = SignalHandling.install(cancellation, quiet: quiet || json)
             var configuration: PipelineConfiguration
             do {
                 configuration = try PipelineConfiguration.load(config)
@@ -119,8 +123,6 @@ extension Pipelined {
                 if case .busy = error { throw fail(error, code: ExitStatus.locked) }
                 throw fail(error)
             }
-            let cancellation = CancellationFlag()
-            let signals = SignalHandling.install(cancellation, quiet: quiet || json)
             let jobCount = jobs ?? (configuration.run.jobs > 0 ? configuration.run.jobs : ProcessInfo.processInfo.activeProcessorCount)
             let reporter: any ProgressReporter = json || quiet ? SilentReporter()
                 : (isatty(STDERR_FILENO) == 1 ? LiveReporter() as any ProgressReporter : LineReporter())
