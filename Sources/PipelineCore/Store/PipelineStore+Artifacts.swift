@@ -38,10 +38,15 @@ extension PipelineStore {
         }
     }
 
-    /// Makes `row` history, with every later stage's rows built on it: the clip's for a clip
-    /// stage, every clip's and the source's for a source stage.
+    /// Makes `row` history, with every later stage's rows built on it.
     func supersede(_ row: StageResultRecord, downstream: [String], in db: Database) throws {
         try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE id = ?", arguments: [row.id])
+        try supersedeDownstream(of: row, stages: downstream, in: db)
+    }
+
+    /// Makes the rows of `downstream` stages built on `row` history: the clip's for a clip stage,
+    /// every clip's and the source's for a source stage.
+    func supersedeDownstream(of row: StageResultRecord, stages downstream: [String], in db: Database) throws {
         guard !downstream.isEmpty else { return }
         let marks = downstream.map { _ in "?" }.joined(separator: ",")
         if let clipId = row.clipId {

@@ -336,17 +336,9 @@ public struct PipelineStore: Sendable {
                 try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
                                arguments: [update.probe, update.durationSeconds, row.sourceId])
             }
-            if outcome.state != .done, !downstreamStages.isEmpty {
-                // Later stages' results were built on a decision that no longer holds: the clip's
-                // own for a clip stage, every clip's and the source's for a source stage.
-                let marks = downstreamStages.map { _ in "?" }.joined(separator: ",")
-                if let clipId = row.clipId {
-                    try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE clipId = ? AND stage IN (\(marks))",
-                                   arguments: StatementArguments([clipId] + downstreamStages))
-                } else {
-                    try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(marks))",
-                                   arguments: StatementArguments([row.sourceId] + downstreamStages))
-                }
+            if outcome.state != .done {
+                // Later stages' results were built on a decision that no longer holds.
+                try supersedeDownstream(of: row, stages: downstreamStages, in: db)
             }
         }
     }
