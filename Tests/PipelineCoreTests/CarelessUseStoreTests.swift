@@ -89,9 +89,27 @@ import Testing
         #expect(files["caf\\xE9.mp4"]?.problem?.contains("UTF-8") == true)
         #expect(files["dangling.mp4"]?.problem?.contains("does not exist") == true)
         #expect(!files.keys.contains { $0.hasPrefix("loop/") }, "a link back to the root is not walked again")
-        // mtime as Foundation reported it before v2 (the stored value is compared for equality).
-        let foundation = try input.appendingPathComponent("plain.mp4").resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate!
-        #expect(files["plain.mp4"]?.mtime == foundation.timeIntervalSince1970)
+        // mtime as Foundation reported it before v2 (the stored value is compared for equality: one
+        // ulp off would make every file of an upgraded database look touched). Seeded mtimes with
+        // nanoseconds.
+        let stamps = try Fixtures.temporaryDirectory("mtimes")
+        defer { try? FileManager.default.removeItem(at: stamps) }
+        var random = SystemRandomNumberGenerator()
+        let seed = UInt64.random(in: 0...UInt64.max, using: &random)
+        print("mtime seed \(seed)")
+        var state = seed
+        for k in 0..<200 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let url = stamps.appendingPathComponent("f\(k)")
+            try Data().write(to: url)
+            var times = [timespec(tv_sec: Int(1_000_000_000 + (state >> 33) % 900_000_000), tv_nsec: Int((state >> 3) % 1_000_000_000)),
+                         timespec(tv_sec: Int(1_000_000_000 + (state >> 33) % 900_000_000), tv_nsec: Int((state >> 3) % 1_000_000_000))]
+            #expect(utimensat(AT_FDCWD, url.path, &times, 0) == 0)
+        }
+        for file in try Discovery.scan(stamps) {
+            let foundation = try stamps.appendingPathComponent(file.relativePath).resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate!
+            #expect(file.mtime == foundation.timeIntervalSince1970, "\(file.relativePath): \(file.mtime) vs \(foundation.timeIntervalSince1970)")
+        }
     }
 
     /// Item 5: the sweep removes only our temporaries whose process is dead on this host, never

@@ -77,7 +77,7 @@ public enum Discovery {
                     var problem: String?
                     let fd = childPath.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
                     if fd < 0 { problem = "the file cannot be opened: \(String(cString: strerror(errno))); check its permissions" } else { close(fd) }
-                    record(childRelative, size: Int64(target.st_size), mtime: Self.mtime(target), problem: problem)
+                    record(childRelative, size: Int64(target.st_size), mtime: Self.mtime(childPath, target), problem: problem)
                 default:
                     continue
                 }
@@ -95,10 +95,17 @@ public enum Discovery {
             return n > 0 ? Discovery.text(of: Array(buffer.prefix(n))).text : "?"
         }
 
-        /// Seconds since 1970 exactly as Foundation's `contentModificationDate` gave them before v2
-        /// (the database compares the stored value for equality).
-        static func mtime(_ info: stat) -> Double {
-            Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000).timeIntervalSince1970
+        /// Seconds since 1970 exactly as releases before v2 stored them: Foundation's
+        /// `contentModificationDate` of the resolved path. The database compares the stored value
+        /// for equality, and Foundation's conversion rounds differently from a plain
+        /// `sec + nsec / 1e9` (one ulp off would make every file look touched after an upgrade).
+        /// A path that is not UTF-8 has no URL; it is rejected anyway.
+        static func mtime(_ path: [UInt8], _ info: stat) -> Double {
+            if let text = String(validating: path, as: UTF8.self),
+               let date = try? URL(fileURLWithPath: text).resolvingSymlinksInPath().resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate {
+                return date.timeIntervalSince1970
+            }
+            return Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1_000_000_000
         }
     }
 
