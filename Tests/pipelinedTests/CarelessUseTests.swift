@@ -165,6 +165,20 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try Data(contentsOf: database) == databaseBytes, "a reader wrote the database")
 
+        // On a read-only mount (a bind mount remounted read-only; tests run as root), readers still read.
+        let mount = root.appendingPathComponent("ro-mount")
+        try FileManager.default.createDirectory(at: mount, withIntermediateDirectories: true)
+        #expect(try Fixtures.run("/bin/mount", ["--bind", out.path, mount.path]).status == 0, "bind mount (needs root)")
+        defer { _ = try? Fixtures.run("/bin/umount", [mount.path]) }
+        #expect(try Fixtures.run("/bin/mount", ["-o", "remount,bind,ro", mount.path]).status == 0)
+        #expect(!FileManager.default.createFile(atPath: mount.appendingPathComponent("probe").path, contents: Data()), "the mount is writable")
+        for arguments in [["status"], ["export", "--fileslist", root.appendingPathComponent("ro-list.txt").path],
+                          ["report", "--html", root.appendingPathComponent("ro-report.html").path]] {
+            r = try CLI.run(arguments + ["--output-dir", mount.path])
+            #expect(r.status == 0, "\(arguments) on a read-only mount: \(r.stderr)")
+        }
+        _ = try Fixtures.run("/bin/umount", [mount.path])
+
         // A run row left "running" by a killed process reads "interrupted" once its lock is free (item 16).
         var pool: DatabaseQueue? = try DatabaseQueue(path: database.path)
         try pool!.write { try $0.execute(sql: "UPDATE run SET status = 'running', finishedAt = NULL") }

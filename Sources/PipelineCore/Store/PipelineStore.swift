@@ -46,20 +46,30 @@ public struct PipelineStore: Sendable {
     public init(readingOnly path: String) throws {
         var configuration = Self.configuration()
         configuration.readonly = true
-        let queue: DatabaseQueue
-        do { queue = try DatabaseQueue(path: path, configuration: configuration) } catch {
-            throw StoreError.cannotOpen(path: path, message: "\(error)")
-        }
         let migrator = Migrations.migrator
-        do {
+        func open(_ location: String) throws -> DatabaseQueue {
+            let queue = try DatabaseQueue(path: location, configuration: configuration)
             try queue.read { db in
                 if try migrator.hasBeenSuperseded(db) { throw StoreError.newerSchema(path: path) }
                 if try !migrator.hasCompletedMigrations(db) { throw StoreError.needsMigration(path: path) }
             }
-        } catch let error as DatabaseError {
-            throw StoreError.cannotOpen(path: path, message: "\(error)")
+            return queue
         }
-        writer = queue
+        do {
+            writer = try open(path)
+        } catch let error as DatabaseError {
+            // A WAL database in a folder that cannot be written (a read-only mount) cannot even be
+            // read the usual way: SQLite wants to create its shared-memory file. Nobody can write
+            // there either, so the file is opened as immutable.
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            guard access(folder, W_OK) != 0 else { throw StoreError.cannotOpen(path: path, message: "\(error)") }
+            var allowed = CharacterSet.urlPathAllowed
+            allowed.remove(charactersIn: "?#%")
+            let uri = "file:" + (URL(fileURLWithPath: path).standardizedFileURL.path.addingPercentEncoding(withAllowedCharacters: allowed) ?? path) + "?immutable=1"
+            do { writer = try open(uri) } catch let second as DatabaseError {
+                throw StoreError.cannotOpen(path: path, message: "\(error) (and read as immutable: \(second))")
+            }
+        }
         self.path = path
     }
 
