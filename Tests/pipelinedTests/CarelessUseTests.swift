@@ -94,6 +94,12 @@ import Testing
         r = try CLI.run(args)
         #expect(r.status == 0, "\(r.stderr)")
         try Self.expectExactDataset(out, count: 2, "returned")
+        // A published clip deleted by hand is noticed (a stat per file) and made again.
+        let deleted = try #require(try Self.lines(out.appendingPathComponent("fileslist.txt")).first)
+        try FileManager.default.removeItem(atPath: deleted)
+        r = try CLI.run(args)
+        #expect(r.status == 0 && FileManager.default.fileExists(atPath: deleted), "\(r.stderr)")
+        try Self.expectExactDataset(out, count: 2, "deleted by hand")
 
         // 5. Pruning one of the two same-stem inputs leaves the other's clips alone (item 2).
         try FileManager.default.removeItem(at: raw.appendingPathComponent("talk.mov"))
