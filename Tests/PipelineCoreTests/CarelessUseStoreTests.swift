@@ -198,3 +198,53 @@ import Testing
         }
     }
 }
+
+/// Issue 18: every input gets a row, duplicates are rejected until their original leaves.
+@Suite struct EveryInputStoreTests {
+    static func file(_ path: String, hash: String, mtime: Double = 1) -> DiscoveredFile {
+        DiscoveredFile(relativePath: path, size: 1, mtime: mtime, contentHash: hash)
+    }
+
+    @Test func duplicatesWaitForTheirOriginalToLeave() throws {
+        let store = try PipelineStore.inMemory()
+        let h = String(repeating: "a", count: 64), g = String(repeating: "b", count: 64)
+        _ = try store.syncSources([Self.file("b/original.mp4", hash: h)], rejectDuplicates: true)
+        _ = try store.syncSources([Self.file("a/copy.mp4", hash: h), Self.file("b/original.mp4", hash: h), Self.file("other.mp4", hash: g)],
+                                  rejectDuplicates: true)
+        var sources = Dictionary(uniqueKeysWithValues: try store.activeSources().map { ($0.relativePath, $0) })
+        #expect(sources["b/original.mp4"]?.problem == nil && sources["other.mp4"]?.problem == nil)
+        #expect(sources["a/copy.mp4"]?.problem?.hasPrefix("duplicate of b/original.mp4") == true, "the source known first is the original")
+        // Unchanged: no re-hash, no change.
+        #expect(!PipelineStore.needsHash(DiscoveredFile(relativePath: "a/copy.mp4", size: 1, mtime: 1, contentHash: nil), known: sources["a/copy.mp4"]))
+        let again = try store.syncSources([Self.file("a/copy.mp4", hash: h), Self.file("b/original.mp4", hash: h), Self.file("other.mp4", hash: g)],
+                                          rejectDuplicates: true)
+        #expect(again == SourceSync())
+        // The original leaves: the copy takes its place (a change, so it is processed from the start).
+        let sync = try store.syncSources([Self.file("a/copy.mp4", hash: h), Self.file("other.mp4", hash: g)], rejectDuplicates: true)
+        #expect(sync.changed == 1 && sync.gone == 1, "\(sync)")
+        sources = Dictionary(uniqueKeysWithValues: try store.activeSources().map { ($0.relativePath, $0) })
+        #expect(sources["a/copy.mp4"]?.problem == nil)
+        // Legacy partial hashes are never taken as proof of equality.
+        let legacy = String(repeating: "c", count: 32)
+        _ = try store.syncSources([Self.file("a/copy.mp4", hash: h), Self.file("other.mp4", hash: g), Self.file("x.mp4", hash: legacy), Self.file("y.mp4", hash: legacy)],
+                                  rejectDuplicates: true)
+        #expect(try store.activeSources().allSatisfy { $0.problem == nil })
+    }
+
+    @Test func fifosAndLinkLoopsGetRows() throws {
+        let root = try Fixtures.temporaryDirectory("fifo")
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(mkfifo(root.appendingPathComponent("pipe.mp4").path, 0o644) == 0)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("sub/up").path, withDestinationPath: root.path)
+        let files = Dictionary(uniqueKeysWithValues: try Discovery.scan(root).map { ($0.relativePath, $0) })
+        #expect(files["pipe.mp4"]?.problem?.contains("FIFO") == true, "\(files)")
+        #expect(files["sub/up"]?.problem?.contains("loop") == true, "\(files)")
+    }
+}
+
+/// Stage 1's fingerprint is its settings' JSON: a key added to `[broken]` that is decided elsewhere
+/// must not enter it, or every source of every upgraded database would be scanned again.
+@Test func brokenFingerprintJSONIsWhatEarlierReleasesWrote() {
+    #expect(Fingerprint.canonicalJSON(PipelineConfiguration().broken) == #"{"maxDecodeErrorRate":0.01,"minDurationSeconds":5}"#)
+}

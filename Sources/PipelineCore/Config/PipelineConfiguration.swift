@@ -20,6 +20,14 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         public var minDurationSeconds = 5.0
         /// Damaged packets or frames per decoded packet above which a source is rejected.
         public var maxDecodeErrorRate = 0.01
+        /// Reject a source whose content equals an earlier source's ("duplicate of <path>"): the same
+        /// clips twice would leak between training and validation splits. Decided at discovery
+        /// (`PipelineStore.syncSources`), so it is not part of stage 1's fingerprint: toggling it
+        /// re-decides only the duplicates.
+        public var rejectDuplicates = true
+
+        // `rejectDuplicates` stays out of the encoded form, which is stage 1's fingerprint.
+        enum CodingKeys: String, CodingKey { case minDurationSeconds, maxDecodeErrorRate }
     }
     public struct Normalize: Sendable, Codable, Equatable {
         public var fps = 25
@@ -155,6 +163,7 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         run.maxGoneShare = try reader.double("run", "max_gone_share", run.maxGoneShare, range: 0...1)
         broken.minDurationSeconds = try reader.double("broken", "min_duration_seconds", broken.minDurationSeconds, range: 0...86_400)
         broken.maxDecodeErrorRate = try reader.double("broken", "max_decode_error_rate", broken.maxDecodeErrorRate, range: 0...1)
+        broken.rejectDuplicates = try reader.bool("broken", "reject_duplicates", broken.rejectDuplicates)
         // The recipe's rates are not a preference: the sync methods, the mel and Whisper features and
         // LatentSync's trainers all assume 25 fps with 16 kHz audio (640 samples per frame); any
         // other value made every clip fail or be rejected, one by one.

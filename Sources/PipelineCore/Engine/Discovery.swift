@@ -7,15 +7,15 @@ import Glibc
 ///
 /// Every regular, non-hidden file is a candidate: whether it is a video is decided by probing its
 /// content in stage 1, not by its extension (a `.bin` that holds an MP4 is processed; a `.mp4` that
-/// holds garbage is rejected with a reason). Hidden files and folders (a leading dot) are skipped;
-/// so are FIFOs, sockets and devices (reading them would block or never end).
+/// holds garbage is rejected with a reason). Hidden files and folders (a leading dot) are skipped.
 ///
 /// Symbolic links are followed, to files and to folders (a folder reached twice through links is
 /// walked once: a loop ends there). An entry that cannot be processed as it is still becomes a
 /// source, with a `problem` that stage 1 turns into a rejection, so `status` says why it is not in
 /// the dataset instead of the file vanishing silently: a name that is not UTF-8 (the database and
 /// `fileslist.txt` are UTF-8 text), a name with a line break or another control character (it would
-/// split a `fileslist.txt` line), a dangling link, a file that cannot be opened.
+/// split a `fileslist.txt` line), a dangling link, a link loop, a file that cannot be opened, a
+/// FIFO, socket or device (never opened: reading them would block or never end).
 ///
 /// The walk works on the file system's bytes (`opendir`/`readdir`/`stat`), not on Foundation's
 /// URLs, which drop names that are not UTF-8 and do not descend into linked folders.
@@ -72,6 +72,10 @@ public enum Discovery {
                 }
                 switch target.st_mode & S_IFMT {
                 case S_IFDIR:
+                    if isLink, ancestors.contains(FileIdentity(target)) {
+                        record(childRelative, problem: "a symbolic link loop: it points back to a folder it is in (\(Self.linkTarget(childPath))); nothing under it was read twice")
+                        continue
+                    }
                     visit(directory: childPath, relative: childRelative, identity: FileIdentity(target))
                 case S_IFREG:
                     var problem: String?
@@ -79,7 +83,15 @@ public enum Discovery {
                     if fd < 0 { problem = "the file cannot be opened: \(String(cString: strerror(errno))); check its permissions" } else { close(fd) }
                     record(childRelative, size: Int64(target.st_size), mtime: Self.mtime(childPath, target), problem: problem)
                 default:
-                    continue
+                    // A FIFO would block a reader forever, a device never ends: not inputs, but said.
+                    let kind = switch target.st_mode & S_IFMT {
+                    case S_IFIFO: "a FIFO (named pipe)"
+                    case S_IFSOCK: "a socket"
+                    case S_IFCHR: "a character device"
+                    case S_IFBLK: "a block device"
+                    default: "not a regular file"
+                    }
+                    record(childRelative, problem: "\(kind), not a regular file; pipelined reads regular files only")
                 }
             }
         }

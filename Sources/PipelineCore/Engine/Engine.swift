@@ -124,7 +124,8 @@ public struct Engine: Sendable {
         // Nothing is recorded before discovery has shown that the input folder is really there
         // (an unmounted disk stops the run here). (`PipelineStore(path:)` already refused a damaged
         // database.)
-        let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare)
+        let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare,
+                                         rejectDuplicates: configuration.broken.rejectDuplicates)
 
         let host = ProcessInfo.processInfo.hostName
         let run = try store.beginRun(host: host, pid: getpid(), version: options.version)

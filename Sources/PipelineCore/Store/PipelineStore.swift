@@ -167,6 +167,39 @@ public struct PipelineStore: Sendable {
 
     // MARK: Sources
 
+    /// `files` with every copy of an earlier source's content marked as a duplicate of it.
+    ///
+    /// Rule: among present files with the same whole-file hash, the one known longest (lowest
+    /// source id; new files after known ones, in path order) is the original; the others get the
+    /// problem "duplicate of <path>". A duplicate whose original disappears loses the problem at the
+    /// next sync, which counts as a change, so it is processed in its place. Hashes from before v2
+    /// (size and two MiB) are not compared: they cannot prove equality.
+    static func markingDuplicates(_ files: [DiscoveredFile], known: [String: SourceRecord]) -> [DiscoveredFile] {
+        let duplicatePrefix = "duplicate of "
+        func hash(_ file: DiscoveredFile) -> String? {
+            guard file.problem == nil || file.problem!.hasPrefix(duplicatePrefix) else { return nil }
+            let h = file.contentHash ?? known[file.relativePath]?.contentHash
+            return h?.count == 64 ? h : nil
+        }
+        let order = files.indices.sorted { a, b in
+            let (x, y) = (known[files[a].relativePath]?.id ?? Int64.max, known[files[b].relativePath]?.id ?? Int64.max)
+            return x != y ? x < y : files[a].relativePath < files[b].relativePath
+        }
+        var originals: [String: String] = [:]
+        var marked = files
+        for index in order {
+            // Discovery never sets this problem; a stale one from an earlier sync is recomputed here.
+            if marked[index].problem?.hasPrefix(duplicatePrefix) == true { marked[index].problem = nil }
+            guard let h = hash(files[index]) else { continue }
+            if let original = originals[h] {
+                marked[index].problem = "\(duplicatePrefix)\(original) (the same content, byte for byte); remove one, or set [broken] reject_duplicates = false"
+            } else {
+                originals[h] = files[index].relativePath
+            }
+        }
+        return marked
+    }
+
     /// Every source row by relative path (discovery decides with it which files to hash).
     public func sourcesByPath() throws -> [String: SourceRecord] {
         try writer.read { db in Dictionary(try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) }, uniquingKeysWith: { a, _ in a }) }
@@ -178,7 +211,10 @@ public struct PipelineStore: Sendable {
     public static func needsHash(_ file: DiscoveredFile, known: SourceRecord?) -> Bool {
         guard file.problem == nil else { return false }
         guard let known else { return true }
-        return known.size != file.size || known.mtime != file.mtime || known.problem != nil
+        // A known problem may be gone now (a fixed permission): hash again, but not a known
+        // duplicate's, whose hash is current and whose problem only discovery's comparison clears.
+        let problemMayHaveCleared = known.problem.map { !$0.hasPrefix("duplicate of ") } ?? false
+        return known.size != file.size || known.mtime != file.mtime || problemMayHaveCleared
     }
 
     /// Brings the `source` table in line with a scan of the input directory.
@@ -191,19 +227,20 @@ public struct PipelineStore: Sendable {
     /// Refuses, changing nothing, to mark more than `maxGoneShare` of the active sources gone at
     /// once: an unmounted or emptied input folder must not take the dataset out of the index (and,
     /// with `--prune`, off the disk).
-    public func syncSources(_ files: [DiscoveredFile], maxGoneShare: Double = 1, now: Date = Date()) throws -> SourceSync {
+    public func syncSources(_ files: [DiscoveredFile], maxGoneShare: Double = 1, rejectDuplicates: Bool = false, now: Date = Date()) throws -> SourceSync {
         try writer.write { db in
             var result = SourceSync()
             var existing = Dictionary(uniqueKeysWithValues: try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) })
+            let scanned = rejectDuplicates ? Self.markingDuplicates(files, known: existing) : files
             let activeBefore = existing.values.filter { $0.goneAt == nil }.count
-            let present = Set(files.map(\.relativePath))
+            let present = Set(scanned.map(\.relativePath))
             let vanishing = existing.values.filter { $0.goneAt == nil && !present.contains($0.relativePath) }
             if !vanishing.isEmpty, Double(vanishing.count) > maxGoneShare * Double(activeBefore) {
                 throw StoreError.massRemoval(gone: vanishing.count, active: activeBefore, limit: maxGoneShare,
                                              examples: vanishing.map(\.relativePath).sorted().prefix(3).map { $0 })
             }
             var taken: Set<String>?
-            for file in files {
+            for file in scanned {
                 if var known = existing.removeValue(forKey: file.relativePath) {
                     let moved = known.size != file.size || known.mtime != file.mtime
                     let changed = known.problem != file.problem
