@@ -42,6 +42,9 @@ public struct BrokenFileStage: Stage {
         var decodeErrorRate: Double
         var videoSeconds: Double, audioSeconds: Double
         var demuxError: String?
+        /// Share of the audio in frames below `broken.silence_dbfs`, and the peak (nil: all zeros).
+        var audioSilentShare: Double?
+        var audioPeakDBFS: Double?
     }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
@@ -54,7 +57,8 @@ public struct BrokenFileStage: Stage {
         do {
             // With cores to spare (fewer jobs than cores), scoring overlaps decoding on its own thread.
             let analyzer: any TimelineAnalyzer = context.decoderThreads > 1 ? BackgroundAnalyzer(scorer) : scorer
-            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads, timelineAnalyzers: [analyzer]).run(path: item.sourcePath)
+            report = try ScanPass(outputRate: timelineRate, decoderThreads: context.decoderThreads, timelineAnalyzers: [analyzer],
+                                  silenceDBFS: configuration.silenceDBFS).run(path: item.sourcePath)
         } catch let MediaError.ffmpeg(function, code, message) where function.hasPrefix("avformat_open_input") || function.hasPrefix("avformat_find_stream_info") {
             // Permission or I/O problems are failures (retried); unreadable content is a rejection.
             if code == -EACCES || code == -ENOENT || code == -EIO { throw MediaError.ffmpeg(function: function, code: code, message: message) }
@@ -67,7 +71,8 @@ public struct BrokenFileStage: Stage {
                                           videoPackets: report.videoPackets, videoFrames: report.videoFrames, videoDecodeErrors: report.videoDecodeErrors,
                                           audioPackets: report.audioPackets, audioFrames: report.audioFrames, audioDecodeErrors: report.audioDecodeErrors,
                                           decodeErrorRate: rate, videoSeconds: report.videoSeconds, audioSeconds: report.audioSeconds,
-                                          demuxError: report.demuxError))
+                                          demuxError: report.demuxError, audioSilentShare: report.audioLevel.silentShare,
+                                          audioPeakDBFS: report.audioLevel.peak > 0 ? report.audioLevel.peakDBFS : nil))
         let duration = min(report.videoSeconds, report.audioSeconds)
         let handOn = HandOn(analyses: (report.frameMap.map { [FrameMapAnalysis.record($0, rate: timelineRate)] } ?? [])
                                 + [ContentScoresAnalysis.record(scorer.scores, downscale: sceneDownscale)],
@@ -91,6 +96,11 @@ public struct BrokenFileStage: Stage {
         if rate > configuration.maxDecodeErrorRate {
             return reject(String(format: "decode error rate %.1f%% above the %.1f%% limit (%d of %d packets damaged)",
                                  rate * 100, configuration.maxDecodeErrorRate * 100, errors, packets))
+        }
+        if report.audioLevel.silentShare > configuration.maxSilentShare {
+            let peak = report.audioLevel.peak > 0 ? String(format: "%.1f dBFS", report.audioLevel.peakDBFS) : "every sample is 0: digital silence"
+            return reject(String(format: "silent audio: %.0f%% of its %.1f s is below %.0f dBFS (peak %@); a lip-sync source needs audible speech",
+                                 report.audioLevel.silentShare * 100, report.audioSeconds, configuration.silenceDBFS, peak))
         }
         if duration < configuration.minDurationSeconds {
             return reject(String(format: "too short: %.2f s playable (video %.2f s, audio %.2f s), minimum %.2f s",

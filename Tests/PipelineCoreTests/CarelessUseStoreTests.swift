@@ -248,3 +248,24 @@ import Testing
 @Test func brokenFingerprintJSONIsWhatEarlierReleasesWrote() {
     #expect(Fingerprint.canonicalJSON(PipelineConfiguration().broken) == #"{"maxDecodeErrorRate":0.01,"minDurationSeconds":5}"#)
 }
+
+/// Issue 18: the scan's level meter tells speech, a quiet tone and digital silence apart, in
+/// planar float (AAC) and packed integer (PCM) audio alike.
+@Test func audioLevelMeterSeparatesSpeechFromSilence() throws {
+    let dir = try Fixtures.temporaryDirectory("levels")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let speech = dir.appendingPathComponent("speech.mp4")
+    try TalkingClips.write(speech, frames: 130, offset: 0)
+    let silent = dir.appendingPathComponent("silent.mov"), quiet = dir.appendingPathComponent("quiet.mov")
+    try Fixtures.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo",
+                         "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le"], output: silent)
+    try Fixtures.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100",
+                         "-af", "volume=0.035", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"], output: quiet)
+    var shares: [String: Double] = [:]
+    for url in [speech, silent, quiet] {
+        let level = try ScanPass().run(path: url.path).audioLevel
+        shares[url.lastPathComponent] = level.silentShare
+        print(String(format: "%@: %.0f%% of samples below −60 dBFS, peak %.1f dBFS", url.lastPathComponent, level.silentShare * 100, level.peakDBFS))
+    }
+    #expect(shares["speech.mp4"]! < 0.5 && shares["quiet.mov"]! < 0.05 && shares["silent.mov"]! == 1, "\(shares)")
+}

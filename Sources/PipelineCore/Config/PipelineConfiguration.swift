@@ -25,9 +25,37 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         /// (`PipelineStore.syncSources`), so it is not part of stage 1's fingerprint: toggling it
         /// re-decides only the duplicates.
         public var rejectDuplicates = true
+        /// Audio frames whose loudest channel stays below this level (RMS, dBFS) are silent…
+        public var silenceDBFS = -60.0
+        /// …and a source whose audio is silent for more than this share of its length is rejected:
+        /// it cannot teach lip sync (a muted microphone, a track of digital silence).
+        public var maxSilentShare = 0.9
 
-        // `rejectDuplicates` stays out of the encoded form, which is stage 1's fingerprint.
-        enum CodingKeys: String, CodingKey { case minDurationSeconds, maxDecodeErrorRate }
+        // The encoded form is stage 1's fingerprint. `rejectDuplicates` is decided at discovery and
+        // stays out; the silence settings enter only when they differ from their defaults, so that
+        // databases written before they existed keep their fingerprints (no rescan of every source).
+        enum CodingKeys: String, CodingKey { case minDurationSeconds, maxDecodeErrorRate, silenceDBFS, maxSilentShare }
+
+        public init() {}
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(minDurationSeconds, forKey: .minDurationSeconds)
+            try c.encode(maxDecodeErrorRate, forKey: .maxDecodeErrorRate)
+            let defaults = Broken()
+            if silenceDBFS != defaults.silenceDBFS || maxSilentShare != defaults.maxSilentShare {
+                try c.encode(silenceDBFS, forKey: .silenceDBFS)
+                try c.encode(maxSilentShare, forKey: .maxSilentShare)
+            }
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            minDurationSeconds = try c.decode(Double.self, forKey: .minDurationSeconds)
+            maxDecodeErrorRate = try c.decode(Double.self, forKey: .maxDecodeErrorRate)
+            silenceDBFS = try c.decodeIfPresent(Double.self, forKey: .silenceDBFS) ?? silenceDBFS
+            maxSilentShare = try c.decodeIfPresent(Double.self, forKey: .maxSilentShare) ?? maxSilentShare
+        }
     }
     public struct Normalize: Sendable, Codable, Equatable {
         public var fps = 25
@@ -164,6 +192,8 @@ public struct PipelineConfiguration: Sendable, Codable, Equatable {
         broken.minDurationSeconds = try reader.double("broken", "min_duration_seconds", broken.minDurationSeconds, range: 0...86_400)
         broken.maxDecodeErrorRate = try reader.double("broken", "max_decode_error_rate", broken.maxDecodeErrorRate, range: 0...1)
         broken.rejectDuplicates = try reader.bool("broken", "reject_duplicates", broken.rejectDuplicates)
+        broken.silenceDBFS = try reader.double("broken", "silence_dbfs", broken.silenceDBFS, range: -200...0)
+        broken.maxSilentShare = try reader.double("broken", "max_silent_share", broken.maxSilentShare, range: 0...1)
         // The recipe's rates are not a preference: the sync methods, the mel and Whisper features and
         // LatentSync's trainers all assume 25 fps with 16 kHz audio (640 samples per frame); any
         // other value made every clip fail or be rejected, one by one.

@@ -42,6 +42,8 @@ public struct ScanReport: Sendable {
     public var audioSampleRate = 0
     /// Timeline time of the first decoded audio sample, in seconds.
     public var audioStartSeconds: Double?
+    /// How loud the decoded audio was (stage 1's silence check).
+    public var audioLevel = AudioLevelMeter(silenceDBFS: ScanPass.defaultSilenceDBFS)
     /// Set when the container could not be read to its end (truncated or damaged files).
     public var demuxError: String?
     public var frameMap: FrameMap?
@@ -64,11 +66,16 @@ public struct ScanPass {
     public var outputRate: Rational
     public var decoderThreads: Int
     public var timelineAnalyzers: [any TimelineAnalyzer]
+    /// Audio frames quieter than this count as silent in `ScanReport.audioLevel`.
+    public var silenceDBFS: Double
+    public static let defaultSilenceDBFS = -60.0
 
-    public init(outputRate: Rational = Rational(25, 1), decoderThreads: Int = 0, timelineAnalyzers: [any TimelineAnalyzer] = []) {
+    public init(outputRate: Rational = Rational(25, 1), decoderThreads: Int = 0, timelineAnalyzers: [any TimelineAnalyzer] = [],
+                silenceDBFS: Double = ScanPass.defaultSilenceDBFS) {
         self.outputRate = outputRate
         self.decoderThreads = decoderThreads
         self.timelineAnalyzers = timelineAnalyzers
+        self.silenceDBFS = silenceDBFS
     }
 
     /// Scans `path`. Throws only when the container cannot be opened at all; damage further in is
@@ -79,6 +86,7 @@ public struct ScanPass {
         defer { if !finished { for a in timelineAnalyzers { a.abandon() } } }
         let (videoIndex, audioIndex) = demuxer.pipelineStreams
         var report = ScanReport(formatName: demuxer.formatName, streams: demuxer.streams, videoStream: videoIndex, audioStream: audioIndex)
+        report.audioLevel = AudioLevelMeter(silenceDBFS: silenceDBFS)
         let used = [videoIndex, audioIndex].compactMap { $0 }
         demuxer.discardAll(except: Set(used))
 
@@ -97,6 +105,7 @@ public struct ScanPass {
                 guard step == .ok else { return }
                 report.audioFrames += 1
                 report.audioSamples += audioFrame.sampleCount
+                report.audioLevel.add(audioFrame.pointer)
                 report.audioSampleRate = Int(audioFrame.pointer.pointee.sample_rate)
                 if report.audioStartSeconds == nil, audioFrame.bestEffortTimestamp != cffmpeg_nopts() {
                     report.audioStartSeconds = Double(audioFrame.bestEffortTimestamp + audioOffset) * audioDecoder.timeBase.seconds
