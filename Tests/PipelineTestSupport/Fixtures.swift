@@ -48,7 +48,10 @@ public enum Fixtures {
                              audioCodec: [String] = ["-c:a", "aac"], extra: [String] = []) throws {
         try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=\(size):rate=\(rate)",
                     "-f", "lavfi", "-i", "sine=frequency=300:beep_factor=4:sample_rate=\(sampleRate)",
-                    "-t", String(seconds), "-ac", String(channels)] + videoCodec + audioCodec + extra, output: url)
+                    "-t", String(seconds), "-ac", String(channels)] + videoCodec + audioCodec
+                    // Its own name in the metadata: two fixtures made alike are still different files
+                    // (byte-identical inputs are rejected as duplicates by default).
+                    + ["-metadata", "comment=fixture \(url.lastPathComponent)"] + extra, output: url)
     }
 
     /// The kinds of input stage 1 must classify, with the state each must end in.
