@@ -5,7 +5,6 @@ import Testing
 
 /// The VAE against `golden/vae_small` (sd-vae-ft-mse structure, widths 32/32/64/64).
 @Suite struct AutoencoderKLTests {
-    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
     static let small = AutoencoderKL.Config(blockOutChannels: [32, 32, 64, 64])
 
     /// In both layouts (channels-last is what CUDA runs); results come back contiguous either way.
@@ -18,16 +17,16 @@ import Testing
         let io = try SafeTensors(contentsOf: dir.appendingPathComponent("io.safetensors"))
         let image = try Tensor(io.float32("image"), shape: [2, 3, 64, 64])
         let (mean, logVariance) = try vae.encode(image)
-        let dm = Self.maxDifference(try mean.floats(), try io.float32("latent_mean"))
-        let dv = Self.maxDifference(try logVariance.floats(), try io.float32("latent_logvar"))
-        let ds = Self.maxDifference(try vae.latents(image).floats(), try io.float32("latent_scaled"))
+        let dm = maxDifference(try mean.floats(), try io.float32("latent_mean"))
+        let dv = maxDifference(try logVariance.floats(), try io.float32("latent_logvar"))
+        let ds = maxDifference(try vae.latents(image).floats(), try io.float32("latent_scaled"))
         let encoderOut = try io.float32("act.encoder_out")
-        let de = Self.maxDifference(try vae.encoderOutput(image).floats(), encoderOut)
+        let de = maxDifference(try vae.encoderOutput(image).floats(), encoderOut)
         #expect(dm <= 2e-3 && dv <= 2e-4 && ds <= 4e-4, "mean \(dm), logvar \(dv), scaled \(ds)")
         #expect(de <= 1e-4 * max(1, encoderOut.map(abs).max()!), "encoder output \(de)")
 
         let decoded = try vae.decode(Tensor(io.float32("decoder_latent_scaled"), shape: [2, 4, 8, 8]))
-        let dd = Self.maxDifference(try decoded.floats(), try io.float32("decoded"))
+        let dd = maxDifference(try decoded.floats(), try io.float32("decoded"))
         #expect(dd <= 1e-4, "decoded \(dd)")
         #expect(try decoded.contiguous(channelsLast: false).floats() == decoded.floats() && decoded.shape == [2, 3, 64, 64])
         print("VAE on CPU (\(channelsLast ? "channels-last" : "contiguous")): latent mean \(dm), logvar \(dv), decoded \(dd)")

@@ -8,7 +8,7 @@ import Testing
 @Suite struct HyperIQATests {
     static func check(_ ours: Tensor, _ reference: [Float], _ name: String) throws -> Float {
         let values = try ours.floats()
-        let worst = values.count == reference.count ? zip(values, reference).map { abs($0 - $1) }.max() ?? 0 : .infinity
+        let worst = maxDifference(values, reference)
         #expect(worst <= 1e-3 * max(1, reference.map(abs).max() ?? 1), "\(name) differs by up to \(worst)")
         return worst
     }
@@ -25,12 +25,12 @@ import Testing
         for i in 0..<3 {
             input += frames[(i * 256 * 256 * 3)..<((i + 1) * 256 * 256 * 3)].withUnsafeBufferPointer { HyperIQA.input(rgb: $0, width: 256, height: 256) }
         }
-        let inputError = zip(input, reference).map { abs($0 - $1) }.max()!
+        let inputError = maxDifference(input, reference)
         #expect(inputError <= 1e-6, "input differs by \(inputError)")
 
         let out = try model.forward(Tensor(reference, shape: [3, 3, 224, 224]))
         let scores = try out.scores.floats(), expected = try io.float32("scores")
-        let scoreError = zip(scores, expected).map { abs($0 - $1) }.max()!
+        let scoreError = maxDifference(scores, expected)
         #expect(scoreError <= 1e-2, "scores \(scores) vs \(expected)")
         _ = try Self.check(out.targetInput, io.float32("target_in_vec"), "target_in_vec")
         _ = try Self.check(out.hyperFeature, io.float32("hyper_in_feat"), "hyper_in_feat")

@@ -5,7 +5,6 @@ import Testing
 
 /// One 16-frame generator window against `golden/lipsync_small` (unet3d_small, vae_small, 5 DDIM steps, guidance 1.5).
 @Suite struct LipsyncWindowTests {
-    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
 
     @Test func windowMatchesTheReference() throws {
         let golden = try Golden.directory
@@ -23,14 +22,14 @@ import Testing
         var trace = LipsyncWindow.Trace()
         let output = try window.generate(frames: frames, mask: mask, audio: Tensor(io.float32("audio_embeds"), shape: [16, 50, 384]),
                                          noise: io.float32("init_noise"), trace: &trace)
-        let dm = Self.maxDifference(try trace.maskedLatents!.floats(), try io.float32("masked_image_latents"))
-        let dr = Self.maxDifference(try trace.referenceLatents!.floats(), try io.float32("ref_latents"))
-        let dn = Self.maxDifference(try trace.firstNoisePrediction!.floats(), try io.float32("noise_pred_step0"))
+        let dm = maxDifference(try trace.maskedLatents!.floats(), try io.float32("masked_image_latents"))
+        let dr = maxDifference(try trace.referenceLatents!.floats(), try io.float32("ref_latents"))
+        let dn = maxDifference(try trace.firstNoisePrediction!.floats(), try io.float32("noise_pred_step0"))
         #expect(dm <= 1e-4 && dr <= 1e-4 && dn <= 1e-4, "latents \(dm) \(dr), noise prediction \(dn)")
         let allLatents = try trace.latents.flatMap { try $0.floats() }
-        let dl = Self.maxDifference(allLatents, try io.float32("latents"))
+        let dl = maxDifference(allLatents, try io.float32("latents"))
         #expect(dl <= 5e-4, "latents over the steps \(dl)")
-        let dout = Self.maxDifference(try output.floats(), try io.float32("output"))
+        let dout = maxDifference(try output.floats(), try io.float32("output"))
         #expect(dout <= 2e-4, "output \(dout)")
         let ours = try LipsyncWindow.frames(output).flatMap { $0 }, expected = try io.uint8("output_u8")
         let off = zip(ours, expected).filter { $0 != $1 }

@@ -14,10 +14,6 @@ import Testing
                       downsampleFactors: [.pair(1, 2), .both(2), .both(2), .both(2), .both(2), .both(2), .both(2), .both(2)],
                       attentionBlocks: [false, false, false, false, true, true, false, false]))
 
-    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float {
-        a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity
-    }
-
     /// The released configuration declares 401,306,080 parameters in 266 tensors (counted without allocating them).
     @Test func shippedConfigurationHasTheReferenceParameterCount() throws {
         let full = try StableSyncNet.parameters(of: .syncnet16PixelAttention)
@@ -42,21 +38,21 @@ import Testing
         let audioActivations = try model.audioEncoder.activations(mel)
         for (i, act) in audioActivations.enumerated() {
             let reference = try io.float32("act.audio_encoder.down_blocks.\(i)")
-            let worst = Self.maxDifference(try act.floats(), reference)
+            let worst = maxDifference(try act.floats(), reference)
             #expect(worst <= 1e-3 * max(1, reference.map(abs).max()!), "audio down_blocks.\(i) differs by up to \(worst)")
         }
         let visualActivations = try model.visualEncoder.activations(frames)
         for i in 3...9 {
             let reference = try io.float32("act.visual_encoder.down_blocks.\(i)")
-            let worst = Self.maxDifference(try visualActivations[i].floats(), reference)
+            let worst = maxDifference(try visualActivations[i].floats(), reference)
             #expect(worst <= 1e-3 * max(1, reference.map(abs).max()!), "visual down_blocks.\(i) differs by up to \(worst)")
         }
 
         let v = try model.visualEmbedding(frames), a = try model.audioEmbedding(mel)
-        let dv = Self.maxDifference(try v.floats(), try io.float32("visual_embeds"))
-        let da = Self.maxDifference(try a.floats(), try io.float32("audio_embeds"))
+        let dv = maxDifference(try v.floats(), try io.float32("visual_embeds"))
+        let da = maxDifference(try a.floats(), try io.float32("audio_embeds"))
         let cos = try StableSyncNet.cosine(v, a).floats()
-        let dc = Self.maxDifference(cos, try io.float32("cos_sim"))
+        let dc = maxDifference(cos, try io.float32("cos_sim"))
         let labels = try io.float32("labels")
         let losses = zip(cos, labels).map { c, y in -(y * max(log(c), -100) + (1 - y) * max(log(1 - c), -100)) }
         let dl = abs(losses.reduce(0, +) / Float(losses.count) - (try io.float32("bce_loss")[0]))

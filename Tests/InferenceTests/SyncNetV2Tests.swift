@@ -8,7 +8,7 @@ import Testing
 @Suite struct SyncNetV2Tests {
     static func withinTolerance(_ ours: [Float], _ reference: [Float]) -> (ok: Bool, worst: Float) {
         let scale = max(1, reference.map(abs).max() ?? 1)
-        let worst = zip(ours, reference).map { abs($0 - $1) }.max() ?? .infinity
+        let worst = maxDifference(ours, reference)
         return (ours.count == reference.count && worst <= 1e-3 * scale, worst)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import PipelineTestSupport
 import Testing
 
 /// Training primitives against their definitions (torch.optim.AdamW, F.binary_cross_entropy,
@@ -125,7 +126,7 @@ import Testing
         let fresh = try SyncNetTrainer(config: Self.tiny, devices: [.cpu], precision: .float32, optimizer: settings, seed: 5).modelState()
         for (key, tensor) in reference {
             let r = tensor.floats(), p = parallel[key]!.floats(), a = accumulated[key]!.floats()
-            let dp = zip(r, p).map { abs($0 - $1) }.max() ?? 0, da = zip(r, a).map { abs($0 - $1) }.max() ?? 0
+            let dp = maxDifference(r, p), da = maxDifference(r, a)
             #expect(dp < 1e-5 && da < 1e-5, "\(key): data parallel differs by \(dp), accumulation by \(da)")
             if fresh[key]!.floats() != r { changed += 1 }
         }

@@ -5,7 +5,6 @@ import Testing
 
 /// LatentSync's U-Net against `golden/unet3d_small` (stage-2 structure, widths 32/64/64/64).
 @Suite struct UNet3DTests {
-    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
     static var small: UNet3DConditionModel.Config { UNet3DConditionModel.Config(blockOutChannels: [32, 64, 64, 64]) }
 
     /// The stage-2 configuration declares 1,267,099,844 parameters and 40 positional tables in 1246 tensors.
@@ -28,12 +27,12 @@ import Testing
         let sample = try io.float32("sample"), context = try io.float32("encoder_hidden_states")
         var recorded: [String: Tensor] = [:]
         let output = try unet(Tensor(sample, shape: [2, 13, 16, 16, 16]), timestep: 501, context: Tensor(context, shape: [32, 50, 384])) { recorded[$0] = $1 }
-        let d = Self.maxDifference(try output.floats(), try io.float32("output"))
+        let d = maxDifference(try output.floats(), try io.float32("output"))
         #expect(d <= 1e-4, "output differs by \(d)")
         let stored = Set(io.names)
         for (name, value) in recorded.sorted(by: { $0.key < $1.key }) where stored.contains(name) {
             let reference = try io.float32(name)
-            let worst = Self.maxDifference(try value.floats(), reference)
+            let worst = maxDifference(try value.floats(), reference)
             #expect(worst <= 2e-4 * max(1, reference.map(abs).max()!), "\(name) differs by \(worst)")
         }
         #expect(stored.filter { $0.hasPrefix("act.") }.allSatisfy { recorded[$0] != nil }, "\(recorded.keys.sorted())")
@@ -50,7 +49,7 @@ import Testing
             context10 += context[first..<(first + 10 * tokens)]
         }
         let output10 = try unet(Tensor(sample10, shape: [2, 13, 10, 16, 16]), timestep: 501, context: Tensor(context10, shape: [20, 50, 384]))
-        let d10 = Self.maxDifference(try output10.floats(), try io.float32("output_10frames"))
+        let d10 = maxDifference(try output10.floats(), try io.float32("output_10frames"))
         #expect(d10 <= 1e-4, "10-frame output differs by \(d10)")
         print("U-Net on CPU (\(channelsLast ? "channels-last" : "contiguous")): output \(d), 10 frames \(d10)")
     }
@@ -65,10 +64,10 @@ import Testing
         let cache = UNet3DConditionModel.DeepCache(interval: 3)
         let full = try unet(sample, timestep: 501, context: context, cache: cache, step: 0).floats()
         let cached = try unet(sample, timestep: 501, context: context, cache: cache, step: 1).floats()
-        #expect(Self.maxDifference(cached, full) <= 1e-6 && cache.fullSteps == 1 && cache.cachedSteps == 1)
+        #expect(maxDifference(cached, full) <= 1e-6 && cache.fullSteps == 1 && cache.cachedSteps == 1)
         let later = try unet(sample, timestep: 301, context: context, cache: cache, step: 2).floats()
         let recomputed = try unet(sample, timestep: 301, context: context).floats()
-        #expect(Self.maxDifference(later, recomputed) > 1e-3, "a cached step at another timestep is an approximation, not a recomputation")
+        #expect(maxDifference(later, recomputed) > 1e-3, "a cached step at another timestep is an approximation, not a recomputation")
         let steps = (0..<20).filter { $0 % 3 == 0 }.count
         #expect(steps == 7)
     }

@@ -6,15 +6,14 @@ import Testing
 
 /// Whisper-tiny features against `golden/whisper_tiny_encoder` (front end, encoder, chunks).
 @Suite struct WhisperTests {
-    static func maxDifference(_ a: [Float], _ b: [Float]) -> Float { a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity }
 
     @Test func logMelMatchesTheReference() throws {
         let io = try SafeTensors(contentsOf: Golden.directory.appendingPathComponent("whisper_tiny_encoder/io.safetensors"))
         let front = WhisperLogMel()
-        #expect(Self.maxDifference(front.filters.flatMap { $0.map(Float.init) }, try io.float32("mel_filters")) <= 1e-7)
+        #expect(maxDifference(front.filters.flatMap { $0.map(Float.init) }, try io.float32("mel_filters")) <= 1e-7)
         let mel = try front.spectrogram(io.float32("waveform_float32"))
         #expect(mel.count == 80 && mel[0].count == 299)
-        let worst = Self.maxDifference(mel.flatMap { $0 }, try io.float32("log_mel"))
+        let worst = maxDifference(mel.flatMap { $0 }, try io.float32("log_mel"))
         #expect(worst <= 1e-3, "log-mel differs by \(worst)")
     }
 
@@ -30,22 +29,22 @@ import Testing
         var input = [Float](repeating: 0, count: 80 * 3000)
         for b in 0..<80 { for t in 0..<299 { input[b * 3000 + t] = logMel[b][t] } }
         let stem = try encoder.hiddenStates(Tensor(input, shape: [1, 80, 3000])).stem.narrowed(1, 0..<149).floats()
-        let stemError = Self.maxDifference(stem, try io.float32("conv_stem_out"))
+        let stemError = maxDifference(stem, try io.float32("conv_stem_out"))
 
         let (features, frames) = try encoder.features(logMel: logMel)
         #expect(frames == 149 && WhisperAudioEncoder.chunkCount(frames: frames) == 76)
-        let statesError = Self.maxDifference(features, try io.float32("hidden_states"))
+        let statesError = maxDifference(features, try io.float32("hidden_states"))
         var chunkError: Float = 0
         for i in [0, 1, 10, 75] {
             let chunk = WhisperAudioEncoder.chunk(features, frames: frames, width: 384, videoFrame: i)
-            chunkError = max(chunkError, Self.maxDifference(chunk, try io.float32("chunk_frame\(i)")))
+            chunkError = max(chunkError, maxDifference(chunk, try io.float32("chunk_frame\(i)")))
         }
         #expect(stemError <= 2e-4 && statesError <= 2e-4 && chunkError <= 2e-4, "stem \(stemError), states \(statesError), chunks \(chunkError)")
         print("Whisper encoder on CPU: stem \(stemError), hidden states \(statesError), chunks \(chunkError)")
 
         // End to end from the waveform (our float64 front end).
         let fromWaveform = try encoder.features(logMel: WhisperLogMel().spectrogram(io.float32("waveform_float32"))).values
-        let endToEnd = Self.maxDifference(fromWaveform, try io.float32("hidden_states"))
+        let endToEnd = maxDifference(fromWaveform, try io.float32("hidden_states"))
         #expect(endToEnd <= 2e-3, "end to end \(endToEnd)")
     }
 
@@ -53,6 +52,6 @@ import Testing
     @Test func positionalTableIsWhispersSinusoid() throws {
         let weights = try SafeTensors(contentsOf: Golden.directory.appendingPathComponent("whisper_tiny_encoder/weights.safetensors"))
         let stored = try weights.float32("encoder.positional_embedding")
-        #expect(Self.maxDifference(WhisperAudioEncoder.sinusoids(frames: 1500, width: 384), stored) <= 1e-3)
+        #expect(maxDifference(WhisperAudioEncoder.sinusoids(frames: 1500, width: 384), stored) <= 1e-3)
     }
 }

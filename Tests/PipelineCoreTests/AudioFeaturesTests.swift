@@ -48,14 +48,14 @@ import Testing
         let g = try Self.file("mel/mel.safetensors")
         let mel = MelSpectrogram()
         let basis = try g.float32("mel_basis").map(Double.init)
-        let basisError = zip(mel.basis.flatMap { $0 }, basis).map { abs($0 - $1) }.max()!
+        let basisError = maxDifference(mel.basis.flatMap { $0 }, basis)
         #expect(basisError == 0, "mel basis differs by up to \(basisError)")
         let samples = try g.float32("waveform_float32")
         let ours = try mel.spectrogram(samples)
         let expected = try g.float64("mel")
         #expect(ours.count == 80 && ours[0].count == 240)
         let flat = ours.flatMap { $0 }
-        let worst = zip(flat, expected).map { abs($0 - $1) }.max() ?? .infinity
+        let worst = maxDifference(flat, expected)
         #expect(worst <= 1e-9, "mel differs by up to \(worst)")
         #expect(zip(flat, expected).allSatisfy { ($0 == -4) == ($1 == -4) }, "the −4 floor is hit elsewhere")
         for start in [10, 20] {

@@ -11,7 +11,7 @@ import Testing
     static func points(_ values: [Double]) -> [Point2] { stride(from: 0, to: values.count, by: 2).map { Point2(values[$0], values[$0 + 1]) } }
 
     func expectClose(_ m: AffineMatrix, _ expected: [Double], _ tolerance: Double, _ label: String) {
-        let worst = zip(m.values, expected).map { abs($0 - $1) }.max()!
+        let worst = maxDifference(m.values, expected)
         #expect(worst <= tolerance, "\(label): largest difference \(worst); got \(m.values), expected \(expected)")
     }
 

@@ -20,3 +20,9 @@ public func decisions(_ store: PipelineStore, stage: String) throws -> [String: 
     }
     return out
 }
+
+/// The largest element-wise |a − b| (infinity when the lengths differ): the parity tests' measure
+/// against golden tensors.
+public func maxDifference<T: FloatingPoint>(_ a: [T], _ b: [T]) -> T {
+    a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity
+}

@@ -30,8 +30,25 @@ import Testing
         #expect(refused.stderr.contains("another pipelined run"), "\(refused.stderr)")
         #expect(refused.stderr.contains("--wait"))
 
-        let waiting = try CLI.start(args + ["--wait"])
-        usleep(700_000)
+        // Deterministic: the second run says that it waits; only then is the lock released.
+        let waiting = Process()
+        waiting.executableURL = try CLI.executable
+        waiting.arguments = args.filter { $0 != "--quiet" } + ["--wait"]
+        waiting.standardOutput = FileHandle.nullDevice
+        let pipe = Pipe()
+        waiting.standardError = pipe
+        try waiting.run()
+        let said = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            var text = ""
+            while case let data = pipe.fileHandleForReading.availableData, !data.isEmpty {
+                let before = text.contains("waiting for another run")
+                text += String(decoding: data, as: UTF8.self)
+                if !before && text.contains("waiting for another run") { said.signal() }
+            }
+        }
+        reader.start()
+        #expect(said.wait(timeout: .now() + 120) == .success, "--wait never said it waits")
         #expect(waiting.isRunning, "--wait must block while the lock is held")
         lock = nil
         waiting.waitUntilExit()

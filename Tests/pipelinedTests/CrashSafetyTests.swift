@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Inference
 import PipelineCore
 import PipelineTestSupport
 import Testing
@@ -62,11 +63,15 @@ import Testing
         var committed = Set<String>()
         var rerunExecutedCommitted: [String] = []
         var attempts = 0
+        // Kill moments are seeded and printed, so a failure replays (PIPELINED_TEST_SEED=…).
+        let seed = ProcessInfo.processInfo.environment["PIPELINED_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+        print("randomKillsLoseNothing: seed \(seed) (PIPELINED_TEST_SEED=\(seed) replays the kill moments)")
+        var random = SeededGenerator(seed: seed)
         while attempts < 40 {
             attempts += 1
             let process = try CLI.start(["run", "--input-dir", input.path, "--output-dir", out.path, "--config", configURL.path, "--quiet"],
                                         environment: ["PIPELINED_TRACE": trace.path])
-            let delay = Double.random(in: 0.05...max(0.1, uninterruptedSeconds * 0.8))
+            let delay = Double.random(in: 0.05...max(0.1, uninterruptedSeconds * 0.8), using: &random)
             let deadline = Date().addingTimeInterval(delay)
             while process.isRunning && Date() < deadline { usleep(5_000) }
             let wasRunning = process.isRunning

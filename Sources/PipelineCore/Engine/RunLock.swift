@@ -29,12 +29,14 @@ public final class RunLock: @unchecked Sendable {
 
     /// - Parameter waitSeconds: nil fails at once when the lock is taken; otherwise wait up to this
     ///   long (`.infinity`: as long as it takes).
-    public init(lockFile: String, waitSeconds: Double?, subject: Subject) throws {
+    /// - Parameter onWait: called once, with the holder's pid when known, before waiting begins.
+    public init(lockFile: String, waitSeconds: Double?, subject: Subject, onWait: ((String?) -> Void)? = nil) throws {
         path = lockFile
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RunLockError.cannotOpen(path: path, errno: errno) }
         var acquired = flock(fd, LOCK_EX | LOCK_NB) == 0
         if !acquired, let waitSeconds {
+            onWait?(Self.holder(path))
             if waitSeconds == .infinity {
                 var status: Int32
                 repeat { status = flock(fd, LOCK_EX) } while status != 0 && errno == EINTR
@@ -48,13 +50,18 @@ public final class RunLock: @unchecked Sendable {
             }
         }
         if !acquired {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             close(fd)
-            throw RunLockError.busy(path: path, holder: holder?.isEmpty == false ? holder : nil, subject: subject, waited: waitSeconds)
+            throw RunLockError.busy(path: path, holder: Self.holder(path), subject: subject, waited: waitSeconds)
         }
         _ = ftruncate(fd, 0)
         let text = "\(getpid())\n"
         _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
+    /// The pid the lock file names, if any.
+    static func holder(_ path: String) -> String? {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text?.isEmpty == false ? text : nil
     }
 
     /// Whether a live process holds the lock of the database at `databasePath` (a lock file that

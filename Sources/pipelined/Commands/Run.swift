@@ -117,8 +117,13 @@ extension Pipelined {
             do {
                 // The database's lock keeps two runs off one database; the output directory's keeps
                 // two runs with different databases off one folder of files.
-                locks = [try RunLock(lockFile: databasePath + ".lock", waitSeconds: waitSeconds, subject: .database),
-                         try RunLock(lockFile: RunLock.outputDirectoryLockFile(outputDirectory), waitSeconds: waitSeconds, subject: .outputDirectory)]
+                let quiet = self.quiet || json
+                func waiting(_ lock: String) -> (String?) -> Void {
+                    { holder in if !quiet { Console.error("pipelined: waiting for another run\(holder.map { " (pid \($0))" } ?? "") to release \(lock)\n") } }
+                }
+                let outputLock = RunLock.outputDirectoryLockFile(outputDirectory)
+                locks = [try RunLock(lockFile: databasePath + ".lock", waitSeconds: waitSeconds, subject: .database, onWait: waiting(databasePath + ".lock")),
+                         try RunLock(lockFile: outputLock, waitSeconds: waitSeconds, subject: .outputDirectory, onWait: waiting(outputLock))]
             } catch let error as RunLockError {
                 if case .busy = error { throw fail(error, code: ExitStatus.locked) }
                 throw fail(error)
