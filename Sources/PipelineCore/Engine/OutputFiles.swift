@@ -95,7 +95,11 @@ public struct OutputFiles: Sendable {
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isDirectoryKey]) else { return 0 }
         var removed = 0
         for case let url as URL in walker {
-            if skipped.contains(url.resolvingSymlinksInPath().standardizedFileURL.path) { walker.skipDescendants(); continue }
+            // Only folders can be excluded ones: resolve those (few), not every file (many).
+            if (try? url.resourceValues(forKeys: [.isDirectoryKey]))?.isDirectory == true {
+                if skipped.contains(url.resolvingSymlinksInPath().standardizedFileURL.path) { walker.skipDescendants() }
+                continue
+            }
             guard let owner = Self.owner(ofTemporary: url.lastPathComponent) else { continue }
             guard owner.host == nil || owner.host == Self.hostName else { continue }
             guard kill(owner.pid, 0) != 0 && errno == ESRCH else { continue } // its writer is alive

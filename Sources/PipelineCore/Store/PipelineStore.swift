@@ -73,7 +73,6 @@ public struct PipelineStore: Sendable {
         self.path = path
     }
 
-
     /// An in-memory store with the production configuration, for tests.
     public static func inMemory() throws -> PipelineStore {
         try PipelineStore(writer: DatabaseQueue(configuration: configuration()), path: nil)
@@ -167,6 +166,9 @@ public struct PipelineStore: Sendable {
 
     // MARK: Sources
 
+    /// How a duplicate's problem starts (`markingDuplicates` sets and clears it; nothing else does).
+    static let duplicatePrefix = "duplicate of "
+
     /// `files` with every copy of an earlier source's content marked as a duplicate of it.
     ///
     /// Rule: among present files with the same whole-file hash, the one known longest (lowest
@@ -175,7 +177,6 @@ public struct PipelineStore: Sendable {
     /// next sync, which counts as a change, so it is processed in its place. Hashes from before v2
     /// (size and two MiB) are not compared: they cannot prove equality.
     static func markingDuplicates(_ files: [DiscoveredFile], known: [String: SourceRecord]) -> [DiscoveredFile] {
-        let duplicatePrefix = "duplicate of "
         func hash(_ file: DiscoveredFile) -> String? {
             guard file.problem == nil || file.problem!.hasPrefix(duplicatePrefix) else { return nil }
             let h = file.contentHash ?? known[file.relativePath]?.contentHash
@@ -213,7 +214,7 @@ public struct PipelineStore: Sendable {
         guard let known else { return true }
         // A known problem may be gone now (a fixed permission): hash again, but not a known
         // duplicate's, whose hash is current and whose problem only discovery's comparison clears.
-        let problemMayHaveCleared = known.problem.map { !$0.hasPrefix("duplicate of ") } ?? false
+        let problemMayHaveCleared = known.problem.map { !$0.hasPrefix(duplicatePrefix) } ?? false
         return known.size != file.size || known.mtime != file.mtime || problemMayHaveCleared
     }
 

@@ -16,26 +16,23 @@ enum Console {
     static func error(_ text: String) {
         lock.lock(); defer { lock.unlock() }
         guard !broken else { return }
-        let bytes = Array(text.utf8)
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress! + done, bytes.count - done) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { broken = true; return }
-            done += n
-        }
+        if !writeAll(text, to: STDERR_FILENO) { broken = true }
     }
 
     /// Standard output, for results (JSON, `status`); a failed write ends nothing either.
-    static func output(_ text: String) {
+    static func output(_ text: String) { _ = writeAll(text, to: STDOUT_FILENO) }
+
+    /// `write(2)` until all of `text` is out; false when the descriptor refuses it.
+    private static func writeAll(_ text: String, to fd: Int32) -> Bool {
         let bytes = Array(text.utf8)
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + done, bytes.count - done) }
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
+            if n <= 0 { return false }
             done += n
         }
+        return true
     }
 }
 
