@@ -1,7 +1,7 @@
 import Foundation
 
 /// Generates media fixtures with Debian's `ffmpeg` (lavfi test sources), so no media is committed.
-/// The commands are the documentation: `Tests/Fixtures.md` lists what each fixture exercises.
+/// The commands are the documentation of what each fixture exercises.
 public enum Fixtures {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String

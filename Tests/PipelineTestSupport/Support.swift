@@ -26,3 +26,24 @@ public func decisions(_ store: PipelineStore, stage: String) throws -> [String: 
 public func maxDifference<T: FloatingPoint>(_ a: [T], _ b: [T]) -> T {
     a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity
 }
+
+/// The seed of a test's random choices: `PIPELINED_TEST_SEED` when set (to replay a failure),
+/// otherwise a fresh one. Printed either way, with the line that replays it.
+public func testSeed(_ test: String) -> UInt64 {
+    let seed = ProcessInfo.processInfo.environment["PIPELINED_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+    print("\(test): seed \(seed) (PIPELINED_TEST_SEED=\(seed) replays it)")
+    return seed
+}
+
+/// SplitMix64: the tests' seeded random numbers (the same values on every platform).
+public struct TestRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -152,7 +152,19 @@ public final class Demuxer {
     }
 
     /// Seeks so that the next packets of `stream` start at or before `timestamp` (stream time base).
-    public func seek(stream index: Int, to timestamp: Int64) throws(MediaError) {
-        try ff("av_seek_frame(\(path))", av_seek_frame(context, Int32(index), timestamp, AVSEEK_FLAG_BACKWARD))
+    /// Returns false, with the demuxer where it was, when the container refuses every way to get
+    /// there: the caller then reads forward from where it is.
+    ///
+    /// Why not just `av_seek_frame`: AVI refuses a target before its first index entry
+    /// (`EPERM`) and some demuxers refuse a backward seek to a timestamp they do not index; a clip
+    /// starting in the first second of such a file must not fail because of that. The target is
+    /// first clamped to the stream's start, then tried with the generic `avformat_seek_file`
+    /// (any keyframe at or before the target).
+    public func seek(stream index: Int, to timestamp: Int64) -> Bool {
+        let st = stream(index)
+        var target = timestamp
+        if st.pointee.start_time != cffmpeg_nopts() { target = max(target, st.pointee.start_time) }
+        if av_seek_frame(context, Int32(index), target, AVSEEK_FLAG_BACKWARD) >= 0 { return true }
+        return avformat_seek_file(context, Int32(index), Int64.min, target, target, 0) >= 0
     }
 }

@@ -21,6 +21,9 @@ public struct FrameMap: Sendable, Equatable {
     public var sourcePts: [Int64]
     /// How many timeline frames each source frame fills (0: dropped).
     public var repeats: [UInt32]
+    /// Frames the decoder released after the end of the file without a timestamp were given one
+    /// (`DecodeClock`). False for maps stored by releases before that rule: they are read as made.
+    public var timesFramesAtEnd: Bool
 
     public var outputFrameCount: Int { repeats.reduce(0) { $0 + Int($1) } }
     /// Time of output frame 0 on the shifted source timeline, in seconds.
@@ -36,12 +39,14 @@ public struct FrameMap: Sendable, Equatable {
 
     // MARK: Binary form (stored as a BLOB; ~12 bytes per source frame)
 
-    private static let magic: UInt32 = 0x5046_4D31 // "PFM1"
+    /// "PFM1": maps made before `timesFramesAtEnd`; "PFM2": the same layout, made with it.
+    private static let magic1: UInt32 = 0x5046_4D31
+    private static let magic2: UInt32 = 0x5046_4D32
 
     public func serialized() -> Data {
         var data = Data()
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-        put(Self.magic)
+        put(timesFramesAtEnd ? Self.magic2 : Self.magic1)
         put(timeBase.num); put(timeBase.den); put(timestampOffset)
         put(outputRate.num); put(outputRate.den); put(firstOutputPts)
         put(UInt64(sourcePts.count))
@@ -60,7 +65,9 @@ public struct FrameMap: Sendable, Equatable {
             offset += size
             return T(littleEndian: v)
         }
-        guard try get(UInt32.self) == Self.magic else { throw FrameMapError.badMagic }
+        let magic = try get(UInt32.self)
+        guard magic == Self.magic1 || magic == Self.magic2 else { throw FrameMapError.badMagic }
+        timesFramesAtEnd = magic == Self.magic2
         timeBase = Rational(try get(Int64.self), try get(Int64.self))
         timestampOffset = try get(Int64.self)
         outputRate = Rational(try get(Int64.self), try get(Int64.self))
@@ -71,7 +78,9 @@ public struct FrameMap: Sendable, Equatable {
         repeats = try (0..<n).map { _ in try get(UInt32.self) }
     }
 
-    public init(timeBase: Rational, timestampOffset: Int64, outputRate: Rational, firstOutputPts: Int64, sourcePts: [Int64], repeats: [UInt32]) {
+    public init(timeBase: Rational, timestampOffset: Int64, outputRate: Rational, firstOutputPts: Int64, sourcePts: [Int64], repeats: [UInt32],
+                timesFramesAtEnd: Bool = true) {
+        self.timesFramesAtEnd = timesFramesAtEnd
         self.timeBase = timeBase
         self.timestampOffset = timestampOffset
         self.outputRate = outputRate

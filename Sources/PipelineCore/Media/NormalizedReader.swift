@@ -98,6 +98,8 @@ public final class NormalizedReader {
         private let vIndex: Int
         private let aIndex: Int?
         private let videoDecoder: CodecDecoder?
+        /// Frame timestamps exactly as the scan assigned them.
+        private var clock: DecodeClock?
         private var videoCursor: VideoCursor?
         private var audioCursor: AudioCursor?
         private let prerollEnd: Int64?
@@ -115,33 +117,41 @@ public final class NormalizedReader {
             self.position = start
             self.start = start
             let map = reader.frameMap
-            demuxer = try Demuxer(path: reader.path)
-            let streams = demuxer.pipelineStreams
+            let opened = try Demuxer(path: reader.path)
+            let streams = opened.pipelineStreams
             guard let v = streams.video else { throw MediaError.noStream(kind: "video", path: reader.path) }
             vIndex = v
             aIndex = audio ? streams.audio : nil
             decodesVideo = video
-            decodesAudio = aIndex != nil
+            // A source without audio delivers silence of the range's length, as one whose audio ends early.
+            decodesAudio = audio
             let used = [streams.video, streams.audio].compactMap { $0 }
-            demuxer.discardAll(except: Set([video ? v : nil, aIndex].compactMap { $0 }))
 
             // Source frames whose slots intersect the range.
             let firstSource = reader.lastSourceIndex(fillingSlotAtOrBefore: start)
             let startSeconds = map.startSeconds + Double(start) * map.outputRate.inverted.seconds
+            var demuxer = opened
+            var seeked = false
             if start > 0 {
-                // Seek a little before both the video frame and the audio we need; decoding skips forward.
+                // Seek before both the video frame and the audio we need (checked: see VerifiedSeek);
+                // decoding skips forward from there.
                 let videoTarget = map.sourcePts[firstSource]
-                let margin = rescale(1, from: Rational(1, 1), to: map.timeBase)
                 let audioTarget = rescale(Int64((startSeconds * 1_000_000).rounded(.down)), from: Rational(1, 1_000_000), to: map.timeBase) - map.timestampOffset
-                try demuxer.seek(stream: v, to: min(videoTarget, audioTarget) - margin)
+                let seek = VerifiedSeek(path: reader.path, videoStream: v, videoTimestamp: video ? videoTarget : nil,
+                                        firstVideoTimestamp: map.sourcePts.first ?? 0,
+                                        audio: aIndex.map { ($0, opened.timelineOffset(stream: $0, streams: used), startSeconds) },
+                                        target: video ? min(videoTarget, audioTarget) : audioTarget)
+                (demuxer, seeked) = try seek.open()
             }
+            demuxer.discardAll(except: Set([video ? v : nil, aIndex].compactMap { $0 }))
+            self.demuxer = demuxer
             // After a seek, decoding runs forward from a keyframe: frames shown before this timestamp are
             // only decoded for the frames that reference them.
             prerollEnd = start > 0 ? map.sourcePts[firstSource] : nil
-            videoCursor = video ? VideoCursor(reader: reader, start: start, firstSource: firstSource) : nil
+            videoCursor = video ? VideoCursor(reader: reader, start: start, firstSource: firstSource, fromBeginning: !seeked) : nil
             videoDecoder = video ? try CodecDecoder(stream: demuxer.stream(v), threads: reader.decoderThreads) : nil
-            let demuxer = self.demuxer
-            audioCursor = try streams.audio.flatMap { audio ? $0 : nil }.map {
+            clock = videoDecoder.map { DecodeClock(stream: demuxer.stream(v), decoder: $0, assignsAtEnd: map.timesFramesAtEnd) }
+            audioCursor = try aIndex.map {
                 try AudioCursor(demuxer: demuxer, stream: $0, offset: demuxer.timelineOffset(stream: $0, streams: used),
                                 sampleRate: reader.sampleRate, startSeconds: startSeconds)
             }
@@ -164,7 +174,12 @@ public final class NormalizedReader {
             if let video { try videoCursor!.extend(to: end, body: video) }
             if let audio {
                 let samples = Int((Double(end - start) * reader.samplesPerFrame).rounded())
-                try audioCursor!.extend(to: samples, body: audio)
+                if audioCursor != nil {
+                    try audioCursor!.extend(to: samples, body: audio)
+                } else {
+                    let previous = Int((Double(startFrame - start) * reader.samplesPerFrame).rounded())
+                    try audio([Float](repeating: 0, count: samples - previous))
+                }
             }
             defer { videoCursor?.body = nil; audioCursor?.body = nil }
             // What the previous call read past its end comes first, in order.
@@ -177,6 +192,7 @@ public final class NormalizedReader {
                     // each stream; all of it is decoded now (a drained decoder takes nothing more).
                     if let videoDecoder {
                         while !heldVideo.isEmpty { try decode(heldVideo.removeFirst()) }
+                        clock?.drainStarts()
                         _ = try videoDecoder.send(nil)
                         try drainVideo()
                     }
@@ -207,13 +223,18 @@ public final class NormalizedReader {
             } else if videoDecoder.skipsNonReferenceFrames {
                 videoDecoder.skipsNonReferenceFrames = false
             }
+            clock?.sent(packet)
             while try videoDecoder.send(packet) == .again { try drainVideo() }
             try drainVideo()
         }
 
         private func drainVideo() throws {
             guard let videoDecoder else { return }
-            while try videoDecoder.receive(into: frame) == .ok { try videoCursor!.consume(frame) }
+            while true {
+                clock?.draining()
+                guard try videoDecoder.receive(into: frame) == .ok else { return }
+                try videoCursor!.consume(frame, timestamp: clock?.received(frame) ?? frame.bestEffortTimestamp)
+            }
         }
     }
 
@@ -231,13 +252,14 @@ public final class NormalizedReader {
         var waiting: [(index: Int, frame: Frame)] = []
         var done: Bool { nextSlot >= end }
 
-        init(reader: NormalizedReader, start: Int, firstSource: Int) {
+        /// - Parameter fromBeginning: the decoder starts at the file's first frame, so frames are
+        ///   counted from source frame 0 (frames before `firstSource` are passed over, not emitted).
+        init(reader: NormalizedReader, start: Int, firstSource: Int, fromBeginning: Bool) {
             self.reader = reader
-            self.sourceIndex = firstSource
+            self.sourceIndex = fromBeginning ? 0 : firstSource
             self.nextSlot = start
             self.end = start
-            self.synced = start == 0
-            if synced { self.sourceIndex = 0 }
+            self.synced = fromBeginning
         }
 
         mutating func extend(to end: Int, body: @escaping (Int, Frame) throws -> Void) throws {
@@ -246,9 +268,10 @@ public final class NormalizedReader {
             while let first = waiting.first, try emit(first.index, first.frame) { waiting.removeFirst() }
         }
 
-        mutating func consume(_ frame: Frame) throws {
+        /// `timestamp`: the frame's `DecodeClock` time (no timestamp: `AV_NOPTS_VALUE`, as stored in the map).
+        mutating func consume(_ frame: Frame, timestamp: Int64?) throws {
             let map = reader.frameMap
-            let pts = frame.bestEffortTimestamp
+            let pts = timestamp ?? cffmpeg_nopts()
             if !synced {
                 // After a seek, skip frames until the one the map expects first.
                 guard pts == map.sourcePts[sourceIndex] else { return }

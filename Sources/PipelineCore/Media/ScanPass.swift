@@ -154,6 +154,7 @@ private final class VideoTrack {
     var selector: FPSSelector
     let analyzers: [any TimelineAnalyzer]
     let frame: Frame
+    var clock: DecodeClock
     /// The frame waiting for the selector's decision (kept only when analyzers need pixels).
     var pending: Frame?
     var pendingIndex = -1
@@ -165,6 +166,7 @@ private final class VideoTrack {
     init(demuxer: Demuxer, index: Int, offset: Int64, threads: Int, outputRate: Rational, analyzers: [any TimelineAnalyzer]) throws {
         stream = demuxer.stream(index)
         decoder = try CodecDecoder(stream: stream, threads: threads)
+        clock = DecodeClock(stream: stream, decoder: decoder)
         let tb = Rational(stream.pointee.time_base)
         self.offset = offset
         selector = FPSSelector(inputTimeBase: tb, outputRate: outputRate)
@@ -173,6 +175,7 @@ private final class VideoTrack {
     }
 
     func decode(_ packet: Packet?, report: inout ScanReport) throws {
+        if let packet { clock.sent(packet) } else { clock.drainStarts() }
         do {
             while try decoder.send(packet) == .again { try drain(report: &report) }
         } catch is MediaError {
@@ -186,14 +189,15 @@ private final class VideoTrack {
     private func drain(report: inout ScanReport) throws {
         while true {
             let step: Step
+            clock.draining()
             do { step = try decoder.receive(into: frame) } catch { report.videoDecodeErrors += 1; continue }
             guard step == .ok else { return }
             report.videoFrames += 1
             if frame.isCorrupt { report.videoDecodeErrors += 1 }
-            let raw = frame.bestEffortTimestamp
-            let pts: Int64? = raw == cffmpeg_nopts() ? nil : raw + offset
+            let raw = clock.received(frame)
+            let pts = raw.map { $0 + offset }
             let index = sourcePts.count
-            sourcePts.append(raw)
+            sourcePts.append(raw ?? cffmpeg_nopts())
             repeats.append(0)
             if let pts { last = (pts, frame.duration) }
             let emissions = selector.push(index: index, pts: pts)
