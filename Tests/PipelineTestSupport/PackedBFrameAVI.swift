@@ -20,9 +20,9 @@ extension Fixtures {
         // 23.976 fps: the time base 1001/24000 gives 15-bit VOP time increments (the N-VOP below).
         let video = source.map { ["-i", $0.path, "-vf", "scale=\(size.width):\(size.height),fps=24000/1001"] }
             ?? ["-f", "lavfi", "-i", "testsrc2=size=\(size.width)x\(size.height):rate=24000/1001"]
-        let audio = source.map { ["-i", $0.path] } ?? ["-f", "lavfi", "-i", "sine=frequency=300:beep_factor=4:sample_rate=16000"]
+        let sound = source.map { ["-i", $0.path] } ?? ["-f", "lavfi", "-i", "sine=frequency=300:beep_factor=4:sample_rate=16000"]
         try ffmpeg(video + ["-t", String(seconds), "-an", "-c:v", "mpeg4", "-bf", "1", "-g", "24", "-q:v", "4", "-flags", "+bitexact", "-f", "m4v"], output: m4v)
-        try ffmpeg(audio + ["-t", String(seconds), "-vn", "-ar", "16000", "-ac", "1", "-f", "s16le", "-c:a", "pcm_s16le"], output: pcm)
+        try ffmpeg(sound + ["-t", String(seconds), "-vn", "-ar", "16000", "-ac", "1", "-f", "s16le", "-c:a", "pcm_s16le"], output: pcm)
         let stream = [UInt8](try Data(contentsOf: m4v)), audio = [UInt8](try Data(contentsOf: pcm))
 
         // Split the elementary stream into VOPs (start code 00 00 01 B6), each with the headers
