@@ -33,7 +33,8 @@ public enum ReportPage {
         }
     }
 
-    public static func html(report: StatusReport, scores: Scores, configuration: PipelineConfiguration, generated: Date = Date()) -> String {
+    public static func html(report: StatusReport, scores: Scores, configuration: PipelineConfiguration, calibration: SyncCalibration? = nil,
+                            generated: Date = Date()) -> String {
         let sync = configuration.sync, quality = configuration.quality
         var body = """
         <h1>pipelined dataset report</h1>
@@ -61,6 +62,7 @@ public enum ReportPage {
             : histogram(title: "Quality (\(escape(quality.method)); lower is better)", values: scores.qualities, range: rangeOf(scores.qualities, including: quality.maxBrisque),
                         bins: 24, thresholds: [quality.maxBrisque], keep: "left"))
         </div>
+        \(calibration.map(calibrationSection) ?? "")
         <h2>Rejections</h2>
         \(rejections(report.rejections))
         <h2>Throughput</h2>
@@ -96,6 +98,8 @@ public enum ReportPage {
     }
 
     static let colors = (done: "#3a9d5d", rejected: "#e0a030", failed: "#d04040", pending: "#c8c8c8")
+    /// Used nowhere else on the page (the report test finds both in a screenshot).
+    public static let calibrationColors = (matched: "#1b9e77", mismatched: "#7570b3")
 
     /// One bar per stage, split into done / rejected / failed / pending, scaled to the largest stage.
     static func funnel(_ stages: [StatusReport.StageCounts]) -> String {
@@ -135,23 +139,47 @@ public enum ReportPage {
     /// so that every value sits in the middle of its own bar, with `ticks` at the integers.
     static func histogram(title: String, values: [Double], range: ClosedRange<Double>, bins: Int, thresholds: [Double], keep: String,
                           ticks: [Double]? = nil) -> String {
-        let width = 340.0, height = 220.0, left = 36.0, bottom = 40.0, top = 28.0
-        var counts = [Int](repeating: 0, count: bins)
+        let note = values.isEmpty ? "no scores yet" : "\(values.count) clips · kept: \(keep) of the red line\(thresholds.count > 1 ? "s" : "")"
+        return histogram(title: title, series: [Series(name: "clips", values: values, color: "#4a78b5")], range: range, bins: bins,
+                         thresholds: thresholds, note: note, ticks: ticks)
+    }
+
+    /// One set of values drawn in a histogram.
+    struct Series { var name: String; var values: [Double]; var color: String }
+
+    /// A histogram of one or more series side by side in every bin (with a legend when more than one).
+    static func histogram(title: String, series: [Series], range: ClosedRange<Double>, bins: Int, thresholds: [Double], note: String,
+                          ticks: [Double]? = nil, width: Double = 340) -> String {
+        let height = 220.0, left = 36.0, bottom = 40.0, top = 28.0
         let span = range.upperBound - range.lowerBound
-        for v in values {
-            let b = Int(((v - range.lowerBound) / span * Double(bins)).rounded(.down))
-            counts[min(bins - 1, max(0, b))] += 1
+        let counts: [[Int]] = series.map { s in
+            var c = [Int](repeating: 0, count: bins)
+            for v in s.values {
+                let b = Int(((v - range.lowerBound) / span * Double(bins)).rounded(.down))
+                c[min(bins - 1, max(0, b))] += 1
+            }
+            return c
         }
-        let most = Double(max(1, counts.max() ?? 1))
+        let most = Double(max(1, counts.flatMap { $0 }.max() ?? 1))
         let plotW = width - left - 26, plotH = height - top - bottom
         func x(_ v: Double) -> Double { left + (v - range.lowerBound) / span * plotW }
         var svg = "<svg class=\"histogram\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(escape(title))\">"
         svg += "<text x=\"0\" y=\"16\" font-weight=\"bold\">\(escape(title))</text>"
         svg += "<line x1=\"\(left)\" y1=\"\(top + plotH)\" x2=\"\(left + plotW)\" y2=\"\(top + plotH)\" stroke=\"#888\"/>"
-        for (i, c) in counts.enumerated() where c > 0 {
-            let h = plotH * Double(c) / most
-            let x0 = left + plotW * Double(i) / Double(bins)
-            svg += "<rect x=\"\(fmt(x0 + 0.5))\" y=\"\(fmt(top + plotH - h))\" width=\"\(fmt(max(1, plotW / Double(bins) - 1)))\" height=\"\(fmt(h))\" fill=\"#4a78b5\"><title>\(c)</title></rect>"
+        let binW = plotW / Double(bins), barW = max(1, (binW - 1) / Double(series.count))
+        for (k, s) in series.enumerated() {
+            for (i, c) in counts[k].enumerated() where c > 0 {
+                let h = plotH * Double(c) / most
+                let x0 = left + binW * Double(i) + barW * Double(k)
+                svg += "<rect x=\"\(fmt(x0 + 0.5))\" y=\"\(fmt(top + plotH - h))\" width=\"\(fmt(barW))\" height=\"\(fmt(h))\" fill=\"\(s.color)\" class=\"\(escape(s.name))\"><title>\(escape(s.name)): \(c)</title></rect>"
+            }
+        }
+        if series.count > 1 {
+            var lx = left + 4
+            for s in series {
+                svg += "<rect x=\"\(fmt(lx))\" y=\"\(fmt(top - 4))\" width=\"10\" height=\"10\" fill=\"\(s.color)\"/><text x=\"\(fmt(lx + 14))\" y=\"\(fmt(top + 5))\">\(escape(s.name)) (\(s.values.count))</text>"
+                lx += 150
+            }
         }
         svg += "<text x=\"\(left - 4)\" y=\"\(fmt(top + 4))\" text-anchor=\"end\">\(Int(most))</text><text x=\"\(left - 4)\" y=\"\(fmt(top + plotH))\" text-anchor=\"end\">0</text>"
         for tick in ticks ?? [range.lowerBound, (range.lowerBound + range.upperBound) / 2, range.upperBound] {
@@ -160,9 +188,27 @@ public enum ReportPage {
         for t in thresholds where range.contains(t) {
             svg += "<line x1=\"\(fmt(x(t)))\" y1=\"\(top)\" x2=\"\(fmt(x(t)))\" y2=\"\(fmt(top + plotH))\" stroke=\"#d04040\" stroke-dasharray=\"4 3\"/>"
         }
-        let note = values.isEmpty ? "no scores yet" : "\(values.count) clips · kept: \(keep) of the red line\(thresholds.count > 1 ? "s" : "")"
         svg += "<text x=\"\(left)\" y=\"\(fmt(height - 6))\" fill=\"#666\">\(escape(note))</text>"
         return svg + "</svg>"
+    }
+
+    /// `pipelined calibrate sync`'s latest result: confidences of clips against their own audio and
+    /// against another source's, with the threshold it chose.
+    static func calibrationSection(_ c: SyncCalibration) -> String {
+        let all = (c.matched + c.mismatched).map(\.confidence)
+        let range = rangeOf(all, including: c.threshold)
+        let note = String(format: "keep ≥ %.4f (|offset| ≤ %d): %.0f %% of matched, %.1f %% of mismatched (target ≤ %.1f %%)",
+                          c.threshold, c.maxOffset, 100 * c.matchedKept, 100 * c.falseAccepts, 100 * c.falseAcceptRate)
+        let plot = histogram(title: "Sync confidence (\(c.method)): own audio vs another source's", series: [
+            Series(name: "matched", values: c.matched.map(\.confidence), color: calibrationColors.matched),
+            Series(name: "mismatched", values: c.mismatched.map(\.confidence), color: calibrationColors.mismatched),
+        ], range: range, bins: 30, thresholds: [c.threshold], note: note, width: 700)
+        return """
+        <h2>Sync calibration</h2>
+        <p class="meta"><code>pipelined calibrate sync</code> · \(escape(ISO8601DateFormatter().string(from: c.createdAt))) · seed \(c.seed) · \
+        [sync] \(escape(c.key)) = \(String(format: "%.4f", c.threshold))</p>
+        <div class="plots calibration">\(plot)</div>
+        """
     }
 
     static func rejections(_ groups: [StatusReport.Rejection]) -> String {

@@ -114,7 +114,7 @@ import Testing
         #expect(sameAsFFmpeg, "\(fixture): \(all.count) frames, ffmpeg -vf fps=25 gives \(theirs.count); first difference at \(zip(all, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(all.count, theirs.count))")
 
         // A random segmentation: clip boundaries 1–60 frames apart, seeded and printed.
-        var random = TestRandom(seed: testSeed("everyReadAgreesWithTheTimeline(\(fixture))"))
+        var random = SplitMix64(seed: testSeed("everyReadAgreesWithTheTimeline(\(fixture))"))
         var bounds = [0]
         while bounds.last! < n { bounds.append(min(n, bounds.last! + Int.random(in: 1...60, using: &random))) }
         let clips = zip(bounds, bounds.dropFirst()).map { $0..<$1 }

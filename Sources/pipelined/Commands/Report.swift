@@ -18,13 +18,14 @@ extension Pipelined {
         var config: URL?
 
         func run() throws {
-            let path: String
-            do { path = try store.existingDatabase().path } catch { throw fail(error) }
+            let path: String, outputDirectory: URL
+            do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
             do {
                 let configuration = try PipelineConfiguration.load(config)
                 let pipelineStore = try PipelineStore(readingOnly: path)
                 let report = try StatusReport.load(from: pipelineStore, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
-                let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration)
+                let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration,
+                                           calibration: try SyncCalibration.load(from: outputDirectory))
                 let target = URL(fileURLWithPath: html).standardizedFileURL
                 try UserOutputFile.write(to: target.path, protecting: UserOutputFile.Protected.database(path)) {
                     try Data(page.utf8).write(to: URL(fileURLWithPath: $0))
