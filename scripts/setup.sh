@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pipelined needs on Debian 12 (idempotent; needs root or sudo for apt) and builds it.
 # Usage: scripts/setup.sh [debug|release] [--tests] [--demo]   (default: debug; --tests adds what
-# only the test suite needs: headless Chromium, which checks that `pipelined report` renders;
+# only the test suite needs: headless Chromium, which checks that `pipelined report` renders, and
+# the LibriVox readings of pocketsphinx-testdata and espeak-ng's voices, other speakers for the sync tests;
 # --demo adds espeak-ng, the speech of the demo's talking-head inputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswre
           libtorch-dev cmake)
 for extra in "${@:2}"; do
     case "$extra" in
-        --tests) packages+=(chromium) ;;
+        --tests) packages+=(chromium pocketsphinx-testdata espeak-ng) ;;
         --demo) packages+=(espeak-ng) ;;
         *) echo "setup: unknown option $extra" >&2; exit 64 ;;
     esac
