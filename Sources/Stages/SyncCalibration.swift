@@ -99,15 +99,6 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
     public static func run(store: PipelineStore, configuration: PipelineConfiguration, inputDirectory: URL, outputDirectory: URL,
                            samples: Int, falseAcceptRate: Double, mismatchedPerPiece: Int = 3, seed: UInt64,
                            progress: (String) -> Void = { _ in }) throws -> SyncCalibration {
-        try run(store: store, configuration: configuration, method: SyncStage.method(configuration.sync, device: configuration.inference.device),
-                inputDirectory: inputDirectory, outputDirectory: outputDirectory, samples: samples, falseAcceptRate: falseAcceptRate,
-                mismatchedPerPiece: mismatchedPerPiece, seed: seed, progress: progress)
-    }
-
-    /// The same with a given method (experiments compare variants on one set of clips).
-    static func run(store: PipelineStore, configuration: PipelineConfiguration, method: any SyncMethod, inputDirectory: URL, outputDirectory: URL,
-                    samples: Int, falseAcceptRate: Double, mismatchedPerPiece: Int, seed: UInt64,
-                    progress: (String) -> Void) throws -> SyncCalibration {
         let sources = Dictionary(uniqueKeysWithValues: try store.activeSources().compactMap { s in s.id.map { ($0, s) } })
         var pieces: [Piece] = []
         for row in try store.currentResults(stage: "align").values.sorted(by: { $0.itemKey < $1.itemKey })
@@ -137,6 +128,7 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
             chosen.shuffle(using: &random)
             chosen = Array(chosen.prefix(samples)).sorted { $0.video < $1.video }
         }
+        let method = try SyncStage.method(configuration.sync, device: configuration.inference.device)
         let rate = Rational(Int64(configuration.normalize.fps), 1)
         var readers: [Int64: NormalizedReader] = [:]
         func audio(of piece: Piece, frames count: Int) throws -> [Float] {

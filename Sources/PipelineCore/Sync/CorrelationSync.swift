@@ -18,9 +18,7 @@ import Foundation
 public struct CorrelationSync: SyncMethod {
     public let search: Int
     public var name: String { "correlation" }
-    public var fingerprint: String {
-        features == Features() ? Fingerprint.of("correlation-v1", String(search)) : Fingerprint.of("correlation-experimental", String(search), String(describing: features))
-    }
+    public var fingerprint: String { Fingerprint.of("correlation-v1", String(search)) }
 
     public static let samplesPerFrame = 640
     static let window = 1024
@@ -30,107 +28,7 @@ public struct CorrelationSync: SyncMethod {
 
     public init(search: Int = 15) { self.search = search }
 
-    /// Which signals enter the measurement. The defaults are the method as the pipeline runs it
-    /// (the lip aperture against the 300–3000 Hz log energy); the others are candidates that
-    /// `SyncExperimentTests` compares on the `SyncFamilies` clips (`PIPELINED_SYNC_EXPERIMENT`) and
-    /// that no configuration reaches yet:
-    /// - `darkness`, `motion`: the aligned clip's mouth region (`MouthRegion`), which does not
-    ///   depend on the landmark model tracking the lips;
-    /// - `bandAudio`: three speech bands (300–900, 900–1800, 1800–3500 Hz) instead of one;
-    /// - `floorSubtraction`: each band's noise floor (10th percentile) removed before the log;
-    /// - `derivative`: frame-to-frame changes instead of levels;
-    /// - `zConfidence`: the peak in standard deviations of the rest of the lag curve.
-    /// Several visual and audio signals are combined by averaging their Pearson curves.
-    public struct Features: Sendable, Equatable {
-        public var aperture = true
-        public var darkness = false
-        public var motion = false
-        public var bandAudio = false
-        public var floorSubtraction = false
-        public var derivative = false
-        public var zConfidence = false
-        public init() {}
-    }
-    public var features = Features()
-
-    public func measure(_ clip: SyncClip) throws -> SyncMeasurement {
-        if features == Features() { return try measure(landmarks: clip.landmarks, audio: clip.audio) }
-        return try measureCombined(clip)
-    }
-
-    /// Several visual signals against several audio signals; the Pearson curves averaged.
-    func measureCombined(_ clip: SyncClip) throws -> SyncMeasurement {
-        let frames = clip.frameCount
-        let needed = 4 * search + 1
-        guard frames >= needed else { throw SyncMethodError.tooShort(frames: frames, needed: needed) }
-        guard clip.audio.count == frames * Self.samplesPerFrame else {
-            throw SyncMethodError.audioLength(samples: clip.audio.count, expected: frames * Self.samplesPerFrame)
-        }
-        func prepare(_ x: [Double]) -> [Double] {
-            let d = Self.detrended(x)
-            return features.derivative ? d.indices.map { $0 == 0 ? 0 : d[$0] - d[$0 - 1] } : d
-        }
-        var visual: [[Double]] = []
-        if features.aperture { visual.append(prepare(clip.landmarks.map(Self.mouthOpening))) }
-        if features.darkness || features.motion {
-            let region = try MouthRegion.signals(clip)
-            if features.darkness { visual.append(prepare(region.darkness)) }
-            if features.motion { visual.append(prepare(region.motion)) }
-        }
-        var audio: [[Double]] = []
-        if features.bandAudio {
-            for band in [300.0...900.0, 900.0...1800.0, 1800.0...3500.0] {
-                audio.append(prepare(try Self.bandEnvelope(clip.audio, frames: frames, band: band, floor: features.floorSubtraction)))
-            }
-        } else {
-            audio.append(prepare(try Self.bandEnvelope(clip.audio, frames: frames, band: Self.band, floor: features.floorSubtraction)))
-        }
-        var scores = [Double](repeating: 0, count: 2 * search + 1)
-        for v in visual {
-            for a in audio {
-                for (i, k) in (-search...search).enumerated() {
-                    let lo = max(0, k), hi = min(frames, frames + k)
-                    scores[i] += Self.pearson(v[lo..<hi], a[(lo - k)..<(hi - k)]) / Double(visual.count * audio.count)
-                }
-            }
-        }
-        let best = scores.indices.max { scores[$0] < scores[$1] }!
-        let others = scores.indices.filter { abs($0 - best) > Self.peakHalfWidth }.map { scores[$0] }
-        let confidence: Double
-        if features.zConfidence {
-            let mean = others.reduce(0, +) / Double(others.count)
-            let sd = (others.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(others.count)).squareRoot()
-            confidence = (scores[best] - mean) / max(sd, 1e-6)
-        } else {
-            confidence = scores[best] - (others.max() ?? 0)
-        }
-        return SyncMeasurement(offset: best - search, confidence: confidence, scores: scores)
-    }
-
-    /// Log energy per frame in `band`; with `floor`, the band's quietest level over the clip (its
-    /// 10th percentile: the noise under the speech) is subtracted first.
-    static func bandEnvelope(_ audio: [Float], frames: Int, band: ClosedRange<Double>, floor: Bool) throws -> [Double] {
-        let fft = try RealFFT(length: window)
-        let hann = (0..<window).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(window)) }
-        let binWidth = 16_000.0 / Double(window)
-        let bins = Int((band.lowerBound / binWidth).rounded(.up))...Int((band.upperBound / binWidth).rounded(.down))
-        var frame = [Double](repeating: 0, count: window)
-        var power = [Double](repeating: 0, count: window / 2 + 1)
-        let energy = (0..<frames).map { t -> Double in
-            let start = t * samplesPerFrame + samplesPerFrame / 2 - window / 2
-            for i in 0..<window {
-                let s = start + i
-                frame[i] = s >= 0 && s < audio.count ? Double(audio[s]) * hann[i] : 0
-            }
-            frame.withUnsafeBufferPointer { f in power.withUnsafeMutableBufferPointer { fft.powerSpectrum(f, into: $0) } }
-            return bins.reduce(0) { $0 + power[$1] }
-        }
-        guard floor else { return energy.map { log($0 + 1e-10) } }
-        let sorted = energy.sorted()
-        let noise = sorted[sorted.count / 10], median = sorted[sorted.count / 2]
-        let epsilon = max(1e-10, 0.05 * max(median - noise, 0))
-        return energy.map { log(max($0 - noise, 0) + epsilon) }
-    }
+    public func measure(_ clip: SyncClip) throws -> SyncMeasurement { try measure(landmarks: clip.landmarks, audio: clip.audio) }
 
     public func measure(landmarks: [[Point2]], audio: [Float]) throws -> SyncMeasurement {
         let frames = landmarks.count
