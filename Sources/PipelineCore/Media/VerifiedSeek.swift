@@ -42,9 +42,9 @@ public struct VerifiedSeek {
         for margin in Self.margins {
             let probe = try Demuxer(path: path)
             let tb = Rational(probe.stream(videoStream).pointee.time_base)
-            let aim = target - rescale(margin, from: Rational(1, 1), to: tb)
-            // Nothing to skip: the beginning is before the aim.
-            if aim <= firstVideoTimestamp { break }
+            let (aim, overflow) = target.subtractingReportingOverflow(rescale(margin, from: Rational(1, 1), to: tb))
+            // Nothing to skip: the beginning is before the aim (or the wanted frame has no timestamp).
+            if overflow || aim <= firstVideoTimestamp { break }
             guard probe.seek(stream: videoStream, to: aim) else { break }
             let landing = try landing(of: probe)
             if landing == .unmatchable { break }
