@@ -37,6 +37,8 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
     public var falseAccepts: Double
     public var matchedKept: Double
     public var createdAt: Date
+    /// Donor audio left out because it carries the clip's own speech (nil in files from before).
+    public var sameSpeechSkipped: Int?
 
     /// Where the latest calibration is kept (read by `pipelined report`).
     public static func file(in outputDirectory: URL) -> URL {
@@ -152,12 +154,21 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
         }
 
         var matched: [Pair] = [], mismatched: [Pair] = []
+        var skipped = 0
         for (n, piece) in chosen.enumerated() {
             guard let own = try measure(piece, audioFrom: piece) else { continue }
             matched.append(own)
+            let ownAudio = try audio(of: piece, frames: piece.frames.count)
             // Audio donors: pieces of other sources at least as long, from distinct sources where possible.
             var donors = pieces.filter { $0.source.id != piece.source.id && $0.frames.count >= piece.frames.count }
             donors.shuffle(using: &random)
+            // Another source with the same speech (a copy, a re-upload, a dub of the same track) is
+            // not a negative control: its audio can be in sync with this mouth.
+            donors = try donors.filter { d in
+                let same = try CorrelationSync.sameSpeech(ownAudio, audio(of: d, frames: piece.frames.count))
+                if same { skipped += 1 }
+                return !same
+            }
             var usedSources = Set<Int64>()
             var picked: [Piece] = []
             for d in donors where picked.count < mismatchedPerPiece && usedSources.insert(d.source.id!).inserted { picked.append(d) }
@@ -166,12 +177,14 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
             progress("\(n + 1)/\(chosen.count) \(piece.video)")
         }
         guard !matched.isEmpty, !mismatched.isEmpty else {
-            throw CalibrationError("no mismatched pair could be formed: every other source's pieces are shorter than the pieces to score")
+            throw CalibrationError("no mismatched pair could be formed: every other source's pieces are shorter than the pieces to score"
+                                   + (skipped > 0 ? ", or carry the same speech (\(skipped) left out)" : ""))
         }
         let t = threshold(matched: matched, mismatched: mismatched, falseAcceptRate: falseAcceptRate, maxOffset: configuration.sync.maxOffset)
         return SyncCalibration(method: method.name, key: key(method: configuration.sync.method), falseAcceptRate: falseAcceptRate,
                                maxOffset: configuration.sync.maxOffset, seed: seed, matched: matched, mismatched: mismatched,
-                               threshold: t.threshold, falseAccepts: t.falseAccepts, matchedKept: t.matchedKept, createdAt: Date())
+                               threshold: t.threshold, falseAccepts: t.falseAccepts, matchedKept: t.matchedKept, createdAt: Date(),
+                               sameSpeechSkipped: skipped)
     }
 
     public func save(in outputDirectory: URL) throws {

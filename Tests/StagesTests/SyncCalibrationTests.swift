@@ -1,5 +1,6 @@
 import Foundation
 import PipelineCore
+import PipelineTestSupport
 @testable import Stages
 import Testing
 
@@ -27,6 +28,18 @@ import Testing
             let d = SyncCalibration.decimalAbove(v)
             let text = String(format: "%.6g", d)
             #expect(d > v && Double(text) == d && d - v <= abs(v) * 2e-5 + 1e-12, "\(v) → \(d) (\(text))")
+        }
+    }
+
+    /// The same recording under another name is recognised (shifted or not) and kept out of the
+    /// negative controls; other speech is not.
+    @Test func sameSpeechIsNoNegativeControl() throws {
+        let speech = try TalkingClips.speech()
+        let clip = TalkingClips.shiftedAudio(speech, frames: 130, offset: 0)
+        #expect(try CorrelationSync.sameSpeech(clip, clip))
+        #expect(try CorrelationSync.sameSpeech(clip, TalkingClips.shiftedAudio(speech, frames: 130, offset: 6)))
+        for seed in 0..<4 {
+            #expect(try !CorrelationSync.sameSpeech(clip, TalkingClips.shiftedAudio(TalkingClips.unrelatedSpeech(seed: seed), frames: 130, offset: 0)), "seed \(seed)")
         }
     }
 

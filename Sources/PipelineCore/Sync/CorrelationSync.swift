@@ -75,6 +75,21 @@ public struct CorrelationSync: SyncMethod {
         }
     }
 
+    /// Whether two stretches of 640-samples-per-frame audio carry the same speech, up to a shift of
+    /// `search` frames: their speech envelopes correlate above `threshold` at some lag. Used to keep
+    /// the same recording (a duplicate upload, a dubbed copy) out of `calibrate sync`'s negative controls.
+    public static func sameSpeech(_ a: [Float], _ b: [Float], search: Int = 15, threshold: Double = 0.8) throws -> Bool {
+        let frames = min(a.count, b.count) / samplesPerFrame
+        guard frames > 2 * search + 2 else { return false }
+        let x = detrended(try speechEnvelope(Array(a.prefix(frames * samplesPerFrame)), frames: frames))
+        let y = detrended(try speechEnvelope(Array(b.prefix(frames * samplesPerFrame)), frames: frames))
+        for k in -search...search {
+            let lo = max(0, k), hi = min(frames, frames + k)
+            if pearson(x[lo..<hi], y[(lo - k)..<(hi - k)]) > threshold { return true }
+        }
+        return false
+    }
+
     /// The signal minus its centred 25-frame (1 s) moving average.
     static func detrended(_ x: [Double]) -> [Double] {
         let half = 12

@@ -107,6 +107,9 @@ extension Pipelined {
                 text += String(format: "  keeps %d of %d mismatched pairs (%.1f %%, target ≤ %.1f %%) and %d of %d matched clips (%.1f %%)\n",
                                keptMismatched, c.mismatched.count, 100 * c.falseAccepts, 100 * c.falseAcceptRate,
                                keptMatched, c.matched.count, 100 * c.matchedKept)
+                if let skipped = c.sameSpeechSkipped, skipped > 0 {
+                    text += "  \(skipped) donor piece(s) left out: their audio is this clip's own speech (a copy of the same recording is no negative control)\n"
+                }
                 if c.mismatched.count < 100 {
                     text += "  note: \(c.mismatched.count) mismatched pairs resolve a false-accept rate only to \(String(format: "%.1f", 100.0 / Double(c.mismatched.count))) %; calibrate on more clips for a finer threshold\n"
                 }
