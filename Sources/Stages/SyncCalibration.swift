@@ -144,9 +144,9 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
             }
             return try readers[id]!.audioSamples(frames: piece.frames.lowerBound..<(piece.frames.lowerBound + count))
         }
-        func measure(_ piece: Piece, audioFrom other: Piece) throws -> Pair? {
+        func measure(_ piece: Piece, audioFrom other: Piece, samples: [Float]) throws -> Pair? {
             let clip = SyncClip(landmarks: piece.landmarks.landmarks, matrices: piece.landmarks.matrices, resolution: piece.landmarks.resolution,
-                                audio: try audio(of: other, frames: piece.frames.count),
+                                audio: samples,
                                 video: outputDirectory.appendingPathComponent(piece.video).path)
             // A piece the method cannot measure (too short for its windows) is left out of both sets.
             guard let m = try? method.measure(clip) else { return nil }
@@ -156,24 +156,26 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
         var matched: [Pair] = [], mismatched: [Pair] = []
         var skipped = 0
         for (n, piece) in chosen.enumerated() {
-            guard let own = try measure(piece, audioFrom: piece) else { continue }
-            matched.append(own)
+            // Each piece's audio is read once: for its own score, the same-speech check and its donors'.
             let ownAudio = try audio(of: piece, frames: piece.frames.count)
+            guard let own = try measure(piece, audioFrom: piece, samples: ownAudio) else { continue }
+            matched.append(own)
             // Audio donors: pieces of other sources at least as long, from distinct sources where possible.
             var donors = pieces.filter { $0.source.id != piece.source.id && $0.frames.count >= piece.frames.count }
             donors.shuffle(using: &random)
             // Another source with the same speech (a copy, a re-upload, a dub of the same track) is
-            // not a negative control: its audio can be in sync with this mouth.
-            donors = try donors.filter { d in
-                let same = try CorrelationSync.sameSpeech(ownAudio, audio(of: d, frames: piece.frames.count))
-                if same { skipped += 1 }
-                return !same
+            // not a negative control: its audio can be in sync with this mouth (checked in `pick`).
+            // Donor audio is read once, only for donors actually considered.
+            var usedSources = Set<Int64>(), considered = Set<String>()
+            var picked: [(piece: Piece, samples: [Float])] = []
+            func pick(_ d: Piece) throws {
+                guard considered.insert(d.video).inserted else { return }
+                let samples = try audio(of: d, frames: piece.frames.count)
+                if try CorrelationSync.sameSpeech(ownAudio, samples) { skipped += 1 } else { picked.append((d, samples)) }
             }
-            var usedSources = Set<Int64>()
-            var picked: [Piece] = []
-            for d in donors where picked.count < mismatchedPerPiece && usedSources.insert(d.source.id!).inserted { picked.append(d) }
-            for d in donors where picked.count < mismatchedPerPiece && !picked.contains(where: { $0.video == d.video }) { picked.append(d) }
-            for d in picked { if let pair = try measure(piece, audioFrom: d) { mismatched.append(pair) } }
+            for d in donors where picked.count < mismatchedPerPiece && usedSources.insert(d.source.id!).inserted { try pick(d) }
+            for d in donors where picked.count < mismatchedPerPiece { try pick(d) }
+            for d in picked { if let pair = try measure(piece, audioFrom: d.piece, samples: d.samples) { mismatched.append(pair) } }
             progress("\(n + 1)/\(chosen.count) \(piece.video)")
         }
         guard !matched.isEmpty, !mismatched.isEmpty else {
