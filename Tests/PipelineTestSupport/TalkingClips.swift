@@ -94,9 +94,10 @@ public enum TalkingClips {
 
     /// The same with a given photo (scikit-image's 512×512 astronaut: the mouth position is its) and
     /// 16 kHz mono speech.
+    /// `mouth` scales how far the mouth opens (1: up to 10 px on the photo).
     public static func write(_ url: URL, frames: Int, offset: Int, photo: RGBImage, speech: [Float], canvas: (Int, Int), scale: Double,
-                             crf: Int = 16, preset: String = "ultrafast") throws {
-        let levels = mouthLevels(speech, frames: frames)
+                             crf: Int = 16, preset: String = "ultrafast", mouth: Double = 1) throws {
+        let levels = mouthLevels(speech, frames: frames).map { $0 * mouth }
         var settings = ClipWriter.Settings(width: canvas.0, height: canvas.1)
         settings.crf = crf
         settings.preset = preset
@@ -115,32 +116,61 @@ public enum TalkingClips {
 /// disagree. Deliberately plain (a flat face, a dark mouth): a CPU test has a few hundred steps to
 /// show that training learns, not the weeks a real face dataset needs.
 public enum AlignedTalkingClips {
+    /// The face a clip shows: a plain square with an elliptic mouth, or the astronaut of `golden/affine`
+    /// (its mouth opened by `TalkingClips.mouthOpened`) aligned as stage 5 aligns it (the golden
+    /// matrix `M_f1` onto the 256 template) and resized to the clip's size: what a curated clip of the
+    /// pipeline's talking fixtures looks like.
+    /// `mouth` scales how far the astronaut's mouth opens (1: `TalkingClips`' 10 px on the photo).
+    public enum Face: Sendable { case plain, astronaut(mouth: Double = 1) }
+
     /// Writes a `size`×`size` clip of `frames` frames speaking `speech` (its first frames × 640
-    /// samples): a plain face-coloured square whose dark mouth, centred in the lower half, opens with
-    /// the loudness of each frame (closed: a 1-pixel line; fully open: most of the lower half).
-    public static func write(_ url: URL, frames: Int, speech: [Float], size: Int = 64) throws {
+    /// samples) whose mouth opens with the loudness of each frame (plain face closed: a 1-pixel line;
+    /// fully open: most of the lower half).
+    public static func write(_ url: URL, frames: Int, speech: [Float], size: Int = 64, face: Face = .plain) throws {
         let levels = TalkingClips.mouthLevels(speech, frames: frames)
         var settings = ClipWriter.Settings(width: size, height: size)
         settings.crf = 12
         settings.preset = "ultrafast"
         let writer = try ClipWriter(path: url.path, settings: settings)
-        let s = Double(size), cx = s / 2, cy = s * 0.75, halfWidth = s * 0.35
-        for t in 0..<frames {
-            let halfOpen = 0.5 + levels[t] * s / 5
-            var face = RGBImage(width: size, height: size, fill: 0)
-            for y in 0..<size {
-                for x in 0..<size {
-                    let u = (Double(x) - cx) / halfWidth, v = (Double(y) - cy) / halfOpen
-                    let mouth = u * u + v * v <= 1
-                    let i = (y * size + x) * 3
-                    face.pixels[i] = mouth ? 60 : 200; face.pixels[i + 1] = mouth ? 20 : 160; face.pixels[i + 2] = mouth ? 30 : 140
-                }
+        let render: (Double) throws -> RGBImage
+        switch face {
+        case .plain: render = { plainFace(size: size, level: $0) }
+        case .astronaut(let mouth):
+            let photo = try FaceClips.astronaut()
+            let g = try SafeTensorsFile(contentsOf: Golden.directory.appendingPathComponent("affine/affine.safetensors"))
+            let m = try g.float64("M_f1"), template = AlignmentTemplate(resolution: 256)
+            let matrix = AffineMatrix(m[0], m[1], m[2], m[3], m[4], m[5])
+            var rendered: [Double: RGBImage] = [:]  // levels repeat (runs of one loudness): render each once
+            render = { level in
+                if let done = rendered[level] { return done }
+                let face = try TalkingClips.mouthOpened(photo, level: level * mouth).warpedLanczos(matrix, width: template.cropWidth, height: template.cropHeight)
+                    .resized(width: size, height: size, interpolation: .area)
+                rendered[level] = face
+                return face
             }
-            try writer.writeVideo(Frame(rgb: face))
+        }
+        for t in 0..<frames {
+            try writer.writeVideo(Frame(rgb: render(levels[t])))
             let lo = min(speech.count, t * TalkingClips.samplesPerFrame), hi = min(speech.count, lo + TalkingClips.samplesPerFrame)
             try writer.writeAudio(Array(speech[lo..<hi]) + [Float](repeating: 0, count: TalkingClips.samplesPerFrame - (hi - lo)))
         }
         try writer.finish()
+    }
+
+    /// The plain face: a face-coloured square whose dark mouth, centred in the lower half, opens with `level`.
+    static func plainFace(size: Int, level: Double) -> RGBImage {
+        let s = Double(size), cx = s / 2, cy = s * 0.75, halfWidth = s * 0.35
+        let halfOpen = 0.5 + level * s / 5
+        var face = RGBImage(width: size, height: size, fill: 0)
+        for y in 0..<size {
+            for x in 0..<size {
+                let u = (Double(x) - cx) / halfWidth, v = (Double(y) - cy) / halfOpen
+                let mouth = u * u + v * v <= 1
+                let i = (y * size + x) * 3
+                face.pixels[i] = mouth ? 60 : 200; face.pixels[i + 1] = mouth ? 20 : 160; face.pixels[i + 2] = mouth ? 30 : 140
+            }
+        }
+        return face
     }
 
     /// Syllable-like bursts: runs of 3–10 frames of a voiced tone (150 Hz and harmonics) or near
@@ -165,11 +195,12 @@ public enum AlignedTalkingClips {
 
     /// `count` clips of `frames` frames, each speaking its own bursts (`bursts(frames:seed:)`), and a
     /// `fileslist.txt` listing them; returns the list's URL.
-    public static func dataset(in folder: URL, count: Int, frames: Int, size: Int = 64, runs: ClosedRange<Int> = 3...10) throws -> URL {
+    public static func dataset(in folder: URL, count: Int, frames: Int, size: Int = 64, runs: ClosedRange<Int> = 3...10,
+                               seed: Int = 100, face: Face = .plain) throws -> URL {
         var lines: [String] = []
         for i in 0..<count {
             let url = folder.appendingPathComponent("clip\(i).mp4")
-            try write(url, frames: frames, speech: bursts(frames: frames, seed: 100 + i, runs: runs), size: size)
+            try write(url, frames: frames, speech: bursts(frames: frames, seed: seed &+ i, runs: runs), size: size, face: face)
             lines.append(url.path)
         }
         let list = folder.appendingPathComponent("fileslist.txt")

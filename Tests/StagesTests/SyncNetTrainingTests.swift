@@ -9,17 +9,29 @@ import Testing
 /// a resumed run continues the uninterrupted run's curve, and the checkpoint it writes curates a
 /// dataset through `sync.method = "stable_syncnet"`.
 @Suite(.serialized) struct SyncNetTrainingTests {
+    /// Every random choice of the suite follows this seed: the clips' sounds, which clips validate (a
+    /// hash of their paths, which contain it), the model's initial weights and the samples drawn.
+    static let seed = testSeed("SyncNetTrainingTests")
+
     static let dataset: URL = {
-        // A fixed folder: validation clips are chosen by a hash of their path, and whether a tiny model leaves
-        // the 0.693 plateau within 300 steps depends on which clips it trains on (5 of 7 random splits did),
-        // so the test always uses one split seen to learn.
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("syncnet-train-data-28BD0F5D")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("syncnet-train-data-\(seed)")
         try? FileManager.default.removeItem(at: folder)
         try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        // Sound and silence in runs of 8–30 frames: the rhythm a small model picks up within a few hundred
-        // steps (with 3–10 frame runs it stays on the 0.693 plateau for longer than a CI job should take).
-        return try! AlignedTalkingClips.dataset(in: folder, count: 10, frames: 100, size: 64, runs: 8...30)
+        // What curating the pipeline's talking fixtures yields: the astronaut aligned as stage 5 aligns
+        // it, at 64 px, its mouth opening twice as far as `TalkingClips` draws it by default (with the
+        // default opening, 2–3 pixels at 64 px, a seed tried stayed at chance for all 300 steps).
+        // Sound and silence alternate in runs of 3–8 frames, so a window shifted by a frame or two
+        // sounds different: with runs of 8–30 frames the model learned faster but placed the offsets
+        // of the pipeline test 1–4 frames off, as a window moved by that much still matches.
+        return try! AlignedTalkingClips.dataset(in: folder, count: 10, frames: 100, size: 64, runs: runs,
+                                                seed: Int(seed % 1_000_000), face: .astronaut(mouth: mouth))
     }()
+
+    /// Runs of sound and of silence in the training clips and the pipeline fixture, in frames.
+    static let runs = 3...8
+
+    /// How far the mouths of the training clips and of the pipeline fixture open (× `TalkingClips`' default).
+    static let mouth = 2.0
 
     /// A tiny configuration for 64×64 faces (lower half 32×64): six stages per tower, attention on the visual side.
     static func configuration(output: URL, steps: Int, validationSamples: Int = 100, batch: Int = 16, train extra: String = "") throws -> SyncNetTrainingConfiguration {
@@ -44,9 +56,12 @@ import Testing
         [train]
         output_dir = "\(output.path)"
         batch_size = \(batch)
-        learning_rate = 5e-4
+        # At 5e-4 or 1e-3 some seeds' first steps drive every cosine to 0.5 (loss stuck at 0.693 for
+        # all 300 steps); at 2e-4 every seed tried was above chance by step 50.
+        learning_rate = 2e-4
         max_steps = \(steps)
         devices = "cpu"
+        seed = \(seed % UInt64(Int32.max))
         \(extra)
         """
         return try SyncNetTrainingConfiguration(toml: text, source: "test.toml", relativeTo: output)
@@ -64,8 +79,11 @@ import Testing
         let (output, summary, config) = try Self.trained.get()
         let accuracies = summary.history.validationAccuracies
         #expect(summary.lastStep == 300 && accuracies.count == 3)
-        #expect((accuracies.last ?? 0) >= 0.7, "validation accuracy \(accuracies) should rise clearly above chance (0.5)")
-        #expect((summary.history.validationLosses.last ?? 1) < 0.6, "validation loss \(summary.history.validationLosses)")
+        // Measured at step 300 on four seeds: accuracy 0.76–0.85 (100 samples, ±0.04), loss 0.39–0.52. A
+        // model at chance scores 0.5 and 0.693; the floors lie three standard errors above chance and
+        // two and a half below the lowest accuracy measured.
+        #expect((accuracies.last ?? 0) >= 0.65, "validation accuracy \(accuracies) should rise clearly above chance (0.5)")
+        #expect((summary.history.validationLosses.last ?? 1) < 0.62, "validation loss \(summary.history.validationLosses)")
         // Checkpoints at 150 and 300, each a weights file carrying the configuration plus a state file; the plot beside them.
         let names = try FileManager.default.contentsOfDirectory(atPath: output.path)
         for stem in ["checkpoint-00000150", "checkpoint-00000300"] {
@@ -81,8 +99,8 @@ import Testing
         let list = output.appendingPathComponent("validation.txt")
         try held.map(\.path).joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
         let eval = try SyncNetAccuracyEvaluation.run(checkpoint: output.appendingPathComponent("checkpoint-00000300.safetensors").path, data: list,
-                                                     samples: 200, batchSize: 50, seed: 7, device: "cpu")
-        #expect(eval.clips == 2 && eval.evaluation.accuracy >= 0.7, "eval syncnet-acc: \(eval)")
+                                                     samples: 400, batchSize: 50, seed: 7, device: "cpu")
+        #expect(eval.clips == 2 && eval.evaluation.accuracy >= 0.62, "eval syncnet-acc: \(eval)")
     }
 
     /// 10 steps, stop, resume to 20: the same losses as 20 steps in one go.
@@ -105,19 +123,69 @@ import Testing
         }
     }
 
-    /// Curate → train → curate: the trained checkpoint measures sync in a pipeline run.
-    @Test func trainedCheckpointCurates() async throws {
-        let (output, _, _) = try Self.trained.get()
-        let (root, input, data) = try ModelMethodsTests.talkingInputs("curate-trained")
+    /// Curate → train → curate: the trained checkpoint, through `sync.method = "stable_syncnet"` in a
+    /// pipeline run, measures the A/V offsets of talking clips it never saw (+4, −3 and +6 frames; the
+    /// astronaut speaking bursts drawn from other seeds, filmed on a 640×480 canvas, found and aligned
+    /// by stage 5). The same configuration after one training step does not.
+    ///
+    /// What 300 CPU steps give, measured: every clip's offset is the true one plus one shift common to
+    /// the model, within a frame — +1…+3 frames for models trained on these 3–8 frame runs (seeds
+    /// 4242 and 27777; 600 steps did not remove it), −1…−4 on 8–30 frame runs. Negatives drawn
+    /// from anywhere in the clip (the reference's sampler) rarely include a window a few frames off, so
+    /// a young model's zero is only roughly placed; the differences between clips are what it has
+    /// learned exactly. So the test asserts those, and a shift of at most 4 frames.
+    @Test func trainedCheckpointRecoversTheFixtureOffsets() async throws {
+        let (output, _, trainConfig) = try Self.trained.get()
+        let root = try Fixtures.temporaryDirectory("curate-trained")
         defer { try? FileManager.default.removeItem(at: root) }
-        var c = PipelineConfiguration()
-        c.broken.minDurationSeconds = 1
-        c.inference.device = "cpu"
-        c.sync.method = "stable_syncnet"
-        c.sync.stableSyncnetWeights = output.appendingPathComponent("checkpoint-00000300.safetensors").path
-        c.sync.stableSyncnetMinConfidence = -1
-        c.sync.maxOffset = 15
-        try ModelMethodsTests.expectCosineSync(await ModelMethodsTests.run(c, input: input, output: data))
+        let input = root.appendingPathComponent("raw")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let truth = ["speaker_a.mp4": 4, "speaker_b.mp4": -3, "speaker_c.mp4": 6]
+        for (n, (name, offset)) in truth.sorted(by: { $0.key < $1.key }).enumerated() {
+            let speech = AlignedTalkingClips.bursts(frames: 160, seed: Int(Self.seed % 1_000_000) + 500 + n, runs: Self.runs)
+            try TalkingClips.write(input.appendingPathComponent(name), frames: 135, offset: offset, photo: FaceClips.astronaut(), speech: speech,
+                                   canvas: (640, 480), scale: 1.6, mouth: Self.mouth)
+        }
+        /// Whether each clip's measured offset is its true one plus one common shift (± 1 frame), of at most 4 frames.
+        func recovered(_ found: [String: [Int]]) -> Bool {
+            let shifts = truth.compactMap { name, offset in found[name].flatMap { $0.count == 1 ? $0[0] - offset : nil } }
+            guard shifts.count == truth.count, let low = shifts.min(), let high = shifts.max() else { return false }
+            return high - low <= 1 && abs(shifts.sorted()[1]) <= 4
+        }
+        func offsets(_ weights: URL, _ name: String) async throws -> [String: [Int]] {
+            var c = PipelineConfiguration()
+            c.broken.minDurationSeconds = 1
+            c.inference.device = "cpu"
+            c.sync.method = "stable_syncnet"
+            c.sync.stableSyncnetWeights = weights.path
+            c.sync.stableSyncnetMinConfidence = -1
+            c.sync.maxOffset = 15
+            let store = try await ModelMethodsTests.run(c, input: input, output: root.appendingPathComponent(name))
+            try ModelMethodsTests.expectCosineSync(store, clips: truth.count)
+            var found: [String: [Int]] = [:]
+            for row in try store.currentResults(stage: "sync").values {
+                let path = try #require(try store.activeSources().first { $0.id == row.sourceId }).relativePath
+                let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
+                for piece in m["pieces"] as? [[String: Any]] ?? [] {
+                    found[path, default: []].append(try #require((piece["sync"] as? [String: Any])?["offset"] as? Int))
+                }
+            }
+            return found
+        }
+        let trained = try await offsets(output.appendingPathComponent("checkpoint-00000300.safetensors"), "trained")
+        print("trained StableSyncNet: offsets \(trained), true \(truth)")
+        #expect(recovered(trained), "trained model measured \(trained), the clips' audio leads by \(truth): not the true offsets plus one shift")
+
+        // The control: the same configuration and seed after a single step.
+        let once = try Fixtures.temporaryDirectory("syncnet-once")
+        defer { try? FileManager.default.removeItem(at: once) }
+        var oneStep = trainConfig
+        oneStep.train.maxSteps = 1
+        oneStep.train.outputDirectory = once
+        _ = try SyncNetTraining(oneStep) { _ in }.run()
+        let untrained = try await offsets(once.appendingPathComponent("checkpoint-00000001.safetensors"), "untrained")
+        print("StableSyncNet after one step: offsets \(untrained)")
+        #expect(!recovered(untrained), "a model trained for one step should not find the offsets: \(untrained)")
     }
 
     @Test func configurationMistakesAreNamed() throws {
@@ -185,3 +253,4 @@ extension SyncNetTrainingTests {
         #expect(throws: TrainingError.self) { try SyncNetClips.load(list) }
     }
 }
+
