@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pipelined needs on Debian 12 (idempotent; needs root or sudo for apt) and builds it.
 # Usage: scripts/setup.sh [debug|release] [--tests] [--demo]   (default: debug; --tests adds what
-# only the test suite needs: headless Chromium, which checks that `pipelined report` renders, and
-# the LibriVox readings of pocketsphinx-testdata and espeak-ng's voices, other speakers for the sync tests;
+# only the test suite needs: headless Chromium, which checks that `pipelined report` renders,
+# the LibriVox readings of pocketsphinx-testdata and espeak-ng's voices, other speakers for the sync tests,
+# and PostgreSQL's server programs, which the PostgreSQL tests run on a loopback port of their own;
 # --demo adds espeak-ng, the speech of the demo's talking-head inputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswre
           libtorch-dev cmake)
 for extra in "${@:2}"; do
     case "$extra" in
-        --tests) packages+=(chromium pocketsphinx-testdata espeak-ng) ;;
+        --tests) packages+=(chromium pocketsphinx-testdata espeak-ng postgresql) ;;
         --demo) packages+=(espeak-ng) ;;
         *) echo "setup: unknown option $extra" >&2; exit 64 ;;
     esac
