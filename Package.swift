@@ -39,6 +39,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dlib"), .linkedLibrary("lapack"), .linkedLibrary("blas")]
         ),
 
+        /** statfs(2)'s filesystem type, which Glibc's Swift module does not export (the store checks where SQLite lives). */
+        .target(name: "CFileSystem"),
+
         /** The versioned C ABI of the torch backend (backend/torch/, loaded at run time): header only. */
         .target(name: "CTorchShim"),
 
@@ -48,7 +51,7 @@ let package = Package(
         .target(
             name: "PipelineCore",
             dependencies: [
-                "CFFmpeg", "CFFmpegLog", "CVision",
+                "CFFmpeg", "CFFmpegLog", "CVision", "CFileSystem",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

@@ -14,22 +14,34 @@ public struct PipelineStore: Sendable {
     public var catalog = ArtifactCatalog.none
 
     /// Opens (creating if needed) the database at `path` and migrates it. An existing database is
-    /// checked first (`PRAGMA quick_check`, on a read-only connection): a run must not write into a
-    /// database with damaged pages, which would spread the damage and report success.
-    public init(path: String) throws {
+    /// checked first, on a read-only connection:
+    /// - `PRAGMA quick_check`: a run must not write into a database with damaged pages, which would
+    ///   spread the damage and report success;
+    /// - on a filesystem other hosts can mount (NFS, SMB, Lustre, FUSE, …; `FileSystemKind`), that no
+    ///   other host is running on it: SQLite's write-ahead log works among the processes of one host
+    ///   only, and two hosts writing would corrupt it silently. Runs of other hosts that ended (or
+    ///   died: no heartbeat for two leases) do not count, so a database can move between hosts.
+    /// `host`, `fileSystem` and `now` are the caller's facts, given by tests.
+    public init(path: String, host: String = ProcessInfo.processInfo.hostName, fileSystem: FileSystemKind? = nil, now: Date = Date()) throws {
         try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
         if FileManager.default.fileExists(atPath: path) {
             var configuration = Self.configuration()
             configuration.readonly = true
             let lines: [String]
+            let queue: DatabaseQueue
             do {
-                let queue = try DatabaseQueue(path: path, configuration: configuration)
+                queue = try DatabaseQueue(path: path, configuration: configuration)
                 lines = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
-                try queue.close()
             } catch {
                 throw StoreError.damaged(path: path, detail: "\(error)")
             }
             guard lines == ["ok"] else { throw StoreError.damaged(path: path, detail: lines.prefix(3).joined(separator: "; ")) }
+            if let kind = fileSystem ?? FileSystemKind.of(path: path), kind.shared,
+               let other = try queue.read({ try Self.liveRunOfAnotherHost(db: $0, host: host, now: now) }) {
+                try? queue.close()
+                throw StoreError.sharedBetweenHosts(path: path, fileSystem: kind.name, host: other.host, run: other.id ?? 0, heartbeat: other.heartbeatAt)
+            }
+            try queue.close()
         }
         let pool: DatabasePool
         do { pool = try DatabasePool(path: path, configuration: Self.configuration()) } catch {
@@ -97,6 +109,14 @@ public struct PipelineStore: Sendable {
     }
 
     // MARK: Runs
+
+    /// The newest run of another host that is still alive (running, heartbeat within two leases of
+    /// `now`; host clocks may disagree by a little, not by minutes).
+    static func liveRunOfAnotherHost(db: Database, host: String, now: Date) throws -> RunRecord? {
+        guard try db.tableExists("run") else { return nil }
+        return try RunRecord.filter(Column("host") != host && Column("status") == "running" && Column("heartbeatAt") > now.addingTimeInterval(-2 * Lease.duration))
+            .order(Column("id").desc).fetchOne(db)
+    }
 
     public func beginRun(host: String, pid: Int32, version: String, now: Date = Date()) throws -> RunRecord {
         try writer.write { db in
@@ -508,6 +528,7 @@ public enum StoreError: Error, CustomStringConvertible {
     case cannotOpen(path: String, message: String)
     case damaged(path: String, detail: String)
     case massRemoval(gone: Int, active: Int, limit: Double, examples: [String])
+    case sharedBetweenHosts(path: String, fileSystem: String, host: String, run: Int64, heartbeat: Date)
     public var description: String {
         switch self {
         case let .newerSchema(path):
@@ -518,6 +539,11 @@ public enum StoreError: Error, CustomStringConvertible {
             "cannot open the database \(path): \(message)"
         case let .damaged(path, detail):
             "the database \(path) is damaged (PRAGMA quick_check: \(detail)); nothing was written. Restore it from a backup, or move it aside to start over (every result in it is then recomputed)"
+        case let .sharedBetweenHosts(path, fileSystem, host, run, heartbeat):
+            "the database \(path) is on a filesystem other hosts share (\(fileSystem)), and host \(host) is running pipelined on it "
+                + "(run #\(run), last heartbeat \(ISO8601DateFormatter().string(from: heartbeat))). SQLite cannot be written from two hosts "
+                + "there without corrupting it, so nothing was opened for writing; run pipelined on one host at a time (start this run again "
+                + "once that one has ended), or keep the database on a local disk with --db"
         case let .massRemoval(gone, active, limit, examples):
             "\(gone) of \(active) inputs are missing from the input directory (e.g. \(examples.joined(separator: ", "))), more than run.max_gone_share (\(Int(limit * 100)) %) allows at once; "
                 + "is the input folder's disk mounted? Nothing was changed. If they were removed on purpose, run again with --allow-mass-removal"
