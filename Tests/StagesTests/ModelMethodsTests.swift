@@ -108,6 +108,12 @@ import Testing
         try SafeTensors.write(Self.randomStateDict(seed: 3) { _ = try StableSyncNet($0, config: config) },
                               metadata: [StableSyncNet.Config.metadataKey: config.json()], to: weights)
 
+        try Self.expectCosineSync(await Self.run(Self.stableSyncNetConfiguration(weights: weights), input: input, output: output))
+    }
+
+    /// A pipeline that measures sync with the StableSyncNet checkpoint at `weights` on CPU and keeps
+    /// every piece whatever its confidence, with the whole ±15 frame search allowed.
+    static func stableSyncNetConfiguration(weights: URL) -> PipelineConfiguration {
         var c = PipelineConfiguration()
         c.broken.minDurationSeconds = 1
         c.inference.device = "cpu"
@@ -115,7 +121,21 @@ import Testing
         c.sync.stableSyncnetWeights = weights.path
         c.sync.stableSyncnetMinConfidence = -1
         c.sync.maxOffset = 15
-        try Self.expectCosineSync(await Self.run(c, input: input, output: output))
+        return c
+    }
+
+    /// The offsets stage 6 measured, per source (relative path), one per aligned piece.
+    static func syncOffsets(_ store: PipelineStore) throws -> [String: [Int]] {
+        let sources = Dictionary(uniqueKeysWithValues: try store.activeSources().map { ($0.id!, $0.relativePath) })
+        var offsets: [String: [Int]] = [:]
+        for row in try store.currentResults(stage: "sync").values {
+            let path = try #require(sources[row.sourceId])
+            let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
+            for piece in m["pieces"] as? [[String: Any]] ?? [] {
+                offsets[path, default: []].append(try #require((piece["sync"] as? [String: Any])?["offset"] as? Int))
+            }
+        }
+        return offsets
     }
 
     /// Both talking clips measured by `stable_syncnet`: 31 cosine distances in [0, 1] each, the offset at

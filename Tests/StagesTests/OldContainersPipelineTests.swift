@@ -34,14 +34,7 @@ import Testing
         }
         let sync = try decisions(store, stage: "sync")
         #expect(Set(sync.keys) == Set(names), "sync saw \(sync.keys.sorted())")
-        var offsets: [String: [Int]] = [:]
-        for row in try store.currentResults(stage: "sync").values {
-            let path = try store.activeSources().first { $0.id == row.sourceId }!.relativePath
-            let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
-            for piece in m["pieces"] as? [[String: Any]] ?? [] {
-                offsets[path, default: []].append(try #require((piece["sync"] as? [String: Any])?["offset"] as? Int))
-            }
-        }
+        let offsets = try ModelMethodsTests.syncOffsets(store)
         for name in names {
             // FFmpeg times an AVI's B-frame stream by decoding order (it has no presentation times),
             // which shows the first picture one or two frames after the first audio sample; the

@@ -153,24 +153,10 @@ import Testing
             return high - low <= 1 && abs(shifts.sorted()[1]) <= 4
         }
         func offsets(_ weights: URL, _ name: String) async throws -> [String: [Int]] {
-            var c = PipelineConfiguration()
-            c.broken.minDurationSeconds = 1
-            c.inference.device = "cpu"
-            c.sync.method = "stable_syncnet"
-            c.sync.stableSyncnetWeights = weights.path
-            c.sync.stableSyncnetMinConfidence = -1
-            c.sync.maxOffset = 15
-            let store = try await ModelMethodsTests.run(c, input: input, output: root.appendingPathComponent(name))
+            let store = try await ModelMethodsTests.run(ModelMethodsTests.stableSyncNetConfiguration(weights: weights), input: input,
+                                                        output: root.appendingPathComponent(name))
             try ModelMethodsTests.expectCosineSync(store, clips: truth.count)
-            var found: [String: [Int]] = [:]
-            for row in try store.currentResults(stage: "sync").values {
-                let path = try #require(try store.activeSources().first { $0.id == row.sourceId }).relativePath
-                let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
-                for piece in m["pieces"] as? [[String: Any]] ?? [] {
-                    found[path, default: []].append(try #require((piece["sync"] as? [String: Any])?["offset"] as? Int))
-                }
-            }
-            return found
+            return try ModelMethodsTests.syncOffsets(store)
         }
         let trained = try await offsets(output.appendingPathComponent("checkpoint-00000300.safetensors"), "trained")
         print("trained StableSyncNet: offsets \(trained), true \(truth)")
