@@ -8,6 +8,7 @@ import Testing
 @Suite struct PostgresServerTests {
     @Test func startsCrashesRecoversAndStops() throws {
         let server = try PostgresServer.start(name: "pg-harness")
+        defer { try? server.stop() }  // also when an expectation below throws; stopping twice is harmless
         #expect(server.isRunning && server.port > 0)
         #expect(try server.psql("SELECT current_user").trimmingCharacters(in: .whitespacesAndNewlines) == server.user)
         try server.psql("CREATE TABLE t (n integer PRIMARY KEY); INSERT INTO t VALUES (1), (2);")

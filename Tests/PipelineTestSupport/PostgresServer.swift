@@ -25,7 +25,10 @@ public final class PostgresServer: @unchecked Sendable {
     /// Creates a cluster and starts it; `stop()` ends it and removes its folder.
     public static func start(name: String = "pg") throws -> PostgresServer {
         let server = try PostgresServer(name: name)
-        try server.start()
+        do { try server.start() } catch {
+            try? FileManager.default.removeItem(at: server.directory)
+            throw error
+        }
         return server
     }
 

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Why it matters: SQLite's write-ahead log keeps its index in shared memory (the `-shm` file,
 /// memory-mapped), which works only among processes of one host. Two hosts writing one database on
-/// NFS or SMB corrupt it without an error. The store refuses that (`PipelineStore.beginRun`).
+/// NFS or SMB corrupt it without an error. The store refuses that (`PipelineStore.init(path:)`).
 public struct FileSystemKind: Sendable, Equatable, CustomStringConvertible {
     /// A short name: "nfs", "cifs", "fuse", … or the magic number in hex for an unknown local filesystem.
     public var name: String
