@@ -91,7 +91,7 @@ let package = Package(
         .target(name: "PipelineTestSupport", dependencies: ["PipelineCore", "Inference"], path: "Tests/PipelineTestSupport"),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PipelineCore", "PipelineTestSupport"]),
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "pipelinedTests", dependencies: [
             "pipelined", "PipelineCore", "Inference", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),

@@ -36,23 +36,8 @@ public struct AlignStage: Stage {
     public struct Piece: Codable, Sendable, Equatable {
         /// Frames on the source's 25 fps timeline.
         public var frames: Range<Int>
-        public var video: String?
-        public var landmarks: String?
-    }
-
-    /// Sync, quality and publish read the aligned clips.
-    public var laterStagesReadArtifacts: Bool { true }
-
-    /// The aligned clips and their landmark sidecars.
-    public func artifacts(of row: StageResultRecord) -> [String] {
-        ((try? Self.pieces(of: row)) ?? []).flatMap { [$0.video, $0.landmarks].compactMap { $0 } }
-    }
-
-    /// The aligned pieces recorded in a done `align` result.
-    public static func pieces(of result: StageResultRecord) throws -> [Piece] {
-        struct Recorded: Decodable { var pieces: [Piece] }
-        guard let metrics = result.metrics else { return [] }
-        return try JSONDecoder().decode(Recorded.self, from: Data(metrics.utf8)).pieces
+        public var video: String
+        public var landmarks: String
     }
 
     struct Metrics: Codable {
@@ -196,6 +181,9 @@ public struct AlignStage: Stage {
             if !rejected.isEmpty { reason += (reason.isEmpty ? "" : "; ") + rejected.map(\.reason).joined(separator: "; ") }
             return .rejected(reason: reason, metrics: metrics, handOn: HandOn())
         }
-        return .done(metrics: metrics, artifact: kept[0].video, handOn: HandOn())
+        let handOn = HandOn(pieces: kept.enumerated().map { n, piece in
+            AlignedPieceRecord(ordinal: n, frames: piece.frames, video: piece.video, landmarks: piece.landmarks)
+        })
+        return .done(metrics: metrics, artifact: kept[0].video, handOn: handOn)
     }
 }

@@ -1,10 +1,14 @@
 import Foundation
 import PipelineCore
 
-/// One aligned piece of a clip as it moves through stages 6–8: each stage copies the pieces the
-/// previous one kept and adds its own scores and verdict, so the last stage's result is the whole
-/// story of every piece (and `manifest.jsonl` is written from it).
+/// One aligned piece of a clip as it moves through stages 6–8: the piece stage 5 recorded
+/// (`AlignedPieceRecord`), with the scores and verdicts later stages recorded for it
+/// (`SyncScoreRecord`, `QualityScoreRecord`, `PublishedClipRecord`). Stages read it from those rows
+/// (`kept(by:)`) and record theirs as rows; the same value, encoded, is their metrics JSON for
+/// people to read, which nothing reads back.
 public struct CuratedPiece: Codable, Sendable, Equatable {
+    /// The `alignedPiece` row.
+    public var pieceId: Int64
     /// Frames on the source's 25 fps timeline.
     public var frames: Range<Int>
     /// The aligned clip and its landmark sidecar, relative to the output directory.
@@ -21,12 +25,64 @@ public struct CuratedPiece: Codable, Sendable, Equatable {
     /// Mean outer eye-corner distance in source pixels (how large the face was).
     public var faceSize: Double?
 
-    public init(frames: Range<Int>, video: String, landmarks: String) {
-        self.frames = frames; self.video = video; self.landmarks = landmarks
+    public init(_ piece: AlignedPieceRecord) {
+        pieceId = piece.id ?? 0; frames = piece.frames; video = piece.video; landmarks = piece.landmarks
+    }
+
+    public var span: String { "frames \(frames.lowerBound)–\(frames.upperBound - 1)" }
+
+    /// The pieces `stage` (align, sync or quality) handed on for `item`: those its current done
+    /// result kept, in order, with the sync and quality scores recorded for them so far.
+    public static func kept(by stage: StageID, itemKey: String, name: String, store: PipelineStore) throws -> [CuratedPiece] {
+        func current(_ stage: StageID) throws -> StageResultRecord {
+            guard let row = try store.currentResult(stage: stage.rawValue, itemKey: itemKey), row.state == ItemState.done.rawValue else {
+                throw StageError(stage: stage.rawValue, item: name, message: "no done \(stage.rawValue) result to build on")
+            }
+            return row
+        }
+        func pieces(_ ids: [Int64]) throws -> [CuratedPiece] {
+            let found = try store.alignedPieces(ids: ids)
+            return try ids.map { id in
+                guard let piece = found[id] else { throw StageError(stage: stage.rawValue, item: name, message: "aligned piece \(id) is not in the database") }
+                return CuratedPiece(piece)
+            }
+        }
+        switch stage {
+        case .align:
+            return try store.alignedPieces(result: current(.align).id!).map(CuratedPiece.init)
+        case .sync:
+            let scores = try store.syncScores(result: current(.sync).id!).filter(\.kept)
+            return try zip(pieces(scores.map(\.pieceId)), scores).map { piece, score in
+                var piece = piece
+                piece.sync = try score.measurement()
+                return piece
+            }
+        case .quality:
+            let scores = try store.qualityScores(result: current(.quality).id!).filter(\.kept)
+            let sync = Dictionary(uniqueKeysWithValues: try store.syncScores(result: current(.sync).id!).map { ($0.pieceId, $0) })
+            return try zip(pieces(scores.map(\.pieceId)), scores).map { piece, score in
+                var piece = piece
+                piece.quality = score.score
+                piece.qualityFrames = try score.frameScoreValues()
+                piece.sync = try sync[piece.pieceId]?.measurement()
+                return piece
+            }
+        default:
+            throw StageError(stage: stage.rawValue, item: name, message: "\(stage.rawValue) hands on no pieces")
+        }
     }
 }
 
-/// What stages 6 and 7 record: the pieces, and under which key their scores were measured.
+extension SyncScoreRecord {
+    /// The stored measurement, nil when the piece could not be measured.
+    func measurement() throws -> SyncMeasurement? {
+        guard let offset, let confidence, let curve = try curveValues() else { return nil }
+        return SyncMeasurement(offset: offset, confidence: confidence, scores: curve)
+    }
+}
+
+/// The metrics JSON of stages 6–8 (diagnostics): the pieces, and under which key their scores were
+/// measured.
 struct ScoredPieces: Codable {
     /// Hash of the method, its settings and everything upstream: equal keys mean equal scores.
     var scoreKey: String
@@ -34,39 +90,16 @@ struct ScoredPieces: Codable {
     var measured: Int
     var pieces: [CuratedPiece]
 
-    static func decode(_ metrics: String?) -> ScoredPieces? {
-        metrics.flatMap { try? JSONDecoder().decode(ScoredPieces.self, from: Data($0.utf8)) }
-    }
-
     /// What the scored files depend on: the aligned clips, i.e. everything up to stage 5. Other
     /// stages' thresholds in between leave the scores valid.
     static func alignedFingerprint(_ context: StageContext) -> String {
         context.chainFingerprints["align"] ?? context.upstreamFingerprint
     }
+}
 
-    /// Pieces a stage received from the stage before it: the kept ones of its current result.
-    static func kept(by stage: String, item: WorkItem, in context: StageContext) throws -> [CuratedPiece] {
-        guard let row = try context.store.currentResult(stage: stage, itemKey: item.itemKey), row.state == ItemState.done.rawValue else {
-            throw StageError(stage: stage, item: item.name, message: "no done \(stage) result to build on")
-        }
-        if stage == "align" {
-            return try AlignStage.pieces(of: row).compactMap { p in
-                guard let video = p.video, let landmarks = p.landmarks else { return nil }
-                return CuratedPiece(frames: p.frames, video: video, landmarks: landmarks)
-            }
-        }
-        guard let scored = decode(row.metrics) else { throw StageError(stage: stage, item: item.name, message: "unreadable \(stage) result") }
-        return scored.pieces.filter(\.kept)
-    }
-
-    /// Scores measured earlier for this item under `scoreKey`, by aligned video path: a decision
-    /// under other thresholds (current or superseded) already paid for them.
-    static func earlier(stage: String, item: WorkItem, scoreKey: String, in context: StageContext) throws -> [String: CuratedPiece] {
-        var found: [String: CuratedPiece] = [:]
-        for row in try context.store.history(stage: stage, itemKey: item.itemKey) {
-            guard let scored = decode(row.metrics), scored.scoreKey == scoreKey else { continue }
-            for piece in scored.pieces where found[piece.video] == nil { found[piece.video] = piece }
-        }
-        return found
+extension StageContext {
+    /// The pieces `stage` handed on for `item` (`CuratedPiece.kept`).
+    func pieces(keptBy stage: StageID, for item: WorkItem) throws -> [CuratedPiece] {
+        try CuratedPiece.kept(by: stage, itemKey: item.itemKey, name: item.name, store: store)
     }
 }

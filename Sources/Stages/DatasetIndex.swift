@@ -40,23 +40,15 @@ public enum DatasetIndex {
 
     /// The published clips of sources still present, in source, scene, segment order.
     public static func entries(store: PipelineStore, configuration: PipelineConfiguration, outputDirectory: URL) throws -> [Entry] {
-        let published = try store.currentResults(stage: "publish")
         let fps = Double(configuration.normalize.fps)
-        var entries: [Entry] = []
-        for (source, clip) in try store.clipsOfActiveSources() {
-            guard let row = published["c\(clip.id!)"], row.state == ItemState.done.rawValue,
-                  let scored = ScoredPieces.decode(row.metrics) else { continue }
-            for piece in scored.pieces {
-                guard let path = piece.published else { continue }
-                entries.append(Entry(video: outputDirectory.appendingPathComponent(path).path,
-                                     landmarks: outputDirectory.appendingPathComponent(piece.landmarks).path,
-                                     source: source.relativePath, scene: clip.sceneIndex + 1, segment: clip.segmentIndex,
-                                     frames: [piece.frames.lowerBound, piece.frames.upperBound], seconds: Double(piece.frames.count) / fps,
-                                     offset: piece.sync?.offset ?? 0, syncConfidence: piece.sync?.confidence, syncMethod: configuration.sync.method,
-                                     quality: piece.quality, qualityMethod: configuration.quality.method, faceSize: piece.faceSize))
-            }
+        return try store.publishedPieces().map { p in
+            Entry(video: outputDirectory.appendingPathComponent(p.publication.path).path,
+                  landmarks: outputDirectory.appendingPathComponent(p.piece.landmarks).path,
+                  source: p.source, scene: p.clip.sceneIndex + 1, segment: p.clip.segmentIndex,
+                  frames: [p.piece.startFrame, p.piece.endFrame], seconds: Double(p.piece.frames.count) / fps,
+                  offset: p.publication.offset, syncConfidence: p.syncConfidence, syncMethod: configuration.sync.method,
+                  quality: p.quality, qualityMethod: configuration.quality.method, faceSize: p.publication.faceSize)
         }
-        return entries
     }
 
     /// Rewrites `fileslist.txt` and `manifest.jsonl` in `outputDirectory`; returns the clip count.

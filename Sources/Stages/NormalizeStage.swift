@@ -41,9 +41,6 @@ public struct NormalizeStage: Stage {
         return "resampled/" + dir + (name.utf8.count > 240 ? OutputNaming.fitted(name, maxBytes: 236) + ".mp4" : name)
     }
 
-    /// The materialised copy, when there is one.
-    public func artifacts(of row: StageResultRecord) -> [String] { row.artifactPath.map { [$0] } ?? [] }
-
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         guard let map = try FrameMapAnalysis.load(sourceId: item.source.id!, rate: rate, from: context.store) else {
             throw StageError(stage: id, item: item.source.relativePath, message: "no frame map at \(rate) fps was recorded by stage broken; rerun it")
@@ -61,7 +58,7 @@ public struct NormalizeStage: Stage {
                 try reader.copy(to: temporary, encoding: CopyEncoding(crf: configuration.crf, preset: configuration.preset, threads: context.decoderThreads))
             }
             metrics.materialized = relative
-            return .done(metrics: metricsJSON(metrics), artifact: relative)
+            return .done(metrics: metricsJSON(metrics), artifact: relative, handOn: HandOn(sideOutputs: [relative]))
         }
         return .done(metrics: metricsJSON(metrics))
     }

@@ -21,11 +21,6 @@ public struct PublishStage: Stage {
 
     public var fingerprint: String { Fingerprint.of("v1") }
 
-    /// The published clips.
-    public func artifacts(of row: StageResultRecord) -> [String] {
-        ScoredPieces.decode(row.metrics)?.pieces.compactMap(\.published) ?? []
-    }
-
     /// `aligned/x/y_shot_001_002.mp4` → `high_visual_quality/x/y_shot_001_002.mp4`.
     public static func publishedPath(ofAligned video: String) -> String {
         let parts = video.split(separator: "/", maxSplits: 1)
@@ -33,7 +28,7 @@ public struct PublishStage: Stage {
     }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
-        let pieces = try ScoredPieces.kept(by: "quality", item: item, in: context)
+        let pieces = try context.pieces(keptBy: .quality, for: item)
         let reader = try context.normalizedReader(for: item, stage: id, normalize: normalize, decoderThreads: 1)
         let perFrame = normalize.sampleRate / normalize.fps
         var result: [CuratedPiece] = []
@@ -57,7 +52,10 @@ public struct PublishStage: Stage {
         }
         let metrics = metricsJSON(ScoredPieces(scoreKey: "", measured: 0, pieces: result))
         guard let first = result.first else { return .rejected(reason: "no piece passed quality", metrics: metrics, handOn: HandOn()) }
-        return .done(metrics: metrics, artifact: first.published, handOn: HandOn())
+        let handOn = HandOn(publications: result.map { piece in
+            PublishedClipRecord(pieceId: piece.pieceId, path: piece.published!, offset: piece.sync?.offset ?? 0, faceSize: piece.faceSize!)
+        })
+        return .done(metrics: metrics, artifact: first.published, handOn: handOn)
     }
 
     /// The audio under `frames` delayed by `offset` frames: sample s of the result is timeline

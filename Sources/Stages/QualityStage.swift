@@ -65,16 +65,16 @@ public struct QualityStage: Stage {
     }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
-        let pieces = try ScoredPieces.kept(by: "sync", item: item, in: context)
+        let pieces = try context.pieces(keptBy: .sync, for: item)
         let scoreKey = Fingerprint.of(id, scoreFingerprint, ScoredPieces.alignedFingerprint(context))
-        let earlier = try ScoredPieces.earlier(stage: id, item: item, scoreKey: scoreKey, in: context)
+        let earlier = try context.store.earlierQualityScores(pieces: pieces.map(\.pieceId), scoreKey: scoreKey)
         var measured = 0
         var score: ((String, Int) throws -> [Double])?
         var result: [CuratedPiece] = []
         for var piece in pieces {
-            if let stored = earlier[piece.video], let quality = stored.quality {
-                piece.quality = quality
-                piece.qualityFrames = stored.qualityFrames
+            if let stored = earlier[piece.pieceId] {
+                piece.quality = stored.score
+                piece.qualityFrames = try stored.frameScoreValues()
             } else {
                 if score == nil { score = try scorer() }
                 let scores = try score!(context.outputDirectory.appendingPathComponent(piece.video).path, piece.frames.count)
@@ -84,7 +84,7 @@ public struct QualityStage: Stage {
             }
             if let why = verdict(piece.quality!) {
                 piece.kept = false
-                piece.reason = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1): \(why)"
+                piece.reason = "\(piece.span): \(why)"
             } else {
                 piece.kept = true
                 piece.reason = nil
@@ -92,8 +92,12 @@ public struct QualityStage: Stage {
             result.append(piece)
         }
         let metrics = metricsJSON(ScoredPieces(scoreKey: scoreKey, measured: measured, pieces: result))
-        if let first = result.first(where: \.kept) { return .done(metrics: metrics, artifact: first.video, handOn: HandOn()) }
+        let handOn = HandOn(qualityScores: result.map { piece in
+            QualityScoreRecord(pieceId: piece.pieceId, scoreKey: scoreKey, score: piece.quality!, frameScores: piece.qualityFrames ?? [],
+                               kept: piece.kept, reason: piece.reason)
+        })
+        if let first = result.first(where: \.kept) { return .done(metrics: metrics, artifact: first.video, handOn: handOn) }
         let reason = result.isEmpty ? "no synced piece to score" : result.compactMap(\.reason).joined(separator: "; ")
-        return .rejected(reason: reason, metrics: metrics, handOn: HandOn())
+        return .rejected(reason: reason, metrics: metrics, handOn: handOn)
     }
 }

@@ -16,19 +16,12 @@ public enum ReportPage {
         public init() {}
 
         public static func load(store: PipelineStore) throws -> Scores {
+            let current = try store.currentScores()
             var scores = Scores()
-            let active = Set(try store.activeSources().compactMap(\.id))
-            for row in try store.currentResults(stage: "sync").values where active.contains(row.sourceId) {
-                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] {
-                    if let m = piece.sync { scores.offsets.append(Double(m.offset)); scores.confidences.append(m.confidence) }
-                }
-            }
-            for row in try store.currentResults(stage: "quality").values where active.contains(row.sourceId) {
-                for piece in ScoredPieces.decode(row.metrics)?.pieces ?? [] { if let q = piece.quality { scores.qualities.append(q) } }
-            }
-            for row in try store.currentResults(stage: "publish").values where active.contains(row.sourceId) && row.state == ItemState.done.rawValue {
-                scores.published += ScoredPieces.decode(row.metrics)?.pieces.filter { $0.published != nil }.count ?? 0
-            }
+            scores.offsets = current.offsets.map(Double.init)
+            scores.confidences = current.confidences
+            scores.qualities = current.qualities
+            scores.published = current.published
             return scores
         }
     }

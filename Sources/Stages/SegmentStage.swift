@@ -70,13 +70,7 @@ public struct SegmentStage: Stage {
         if configuration.materialize {
             metrics.materialized = try materialize(clips, item: item, context: context)
         }
-        return .done(metrics: metricsJSON(metrics), artifact: nil, handOn: HandOn(clips: clips))
-    }
-
-    /// The materialised pieces, when `segment.materialize` wrote them.
-    public func artifacts(of row: StageResultRecord) -> [String] {
-        guard let metrics = row.metrics, let decoded = try? JSONDecoder().decode(Metrics.self, from: Data(metrics.utf8)) else { return [] }
-        return decoded.materialized ?? []
+        return .done(metrics: metricsJSON(metrics), artifact: nil, handOn: HandOn(clips: clips, sideOutputs: metrics.materialized ?? []))
     }
 
     /// `segmented/<dir>/<name>_shot_NNN_MMM.mp4`, as the reference names its pieces.

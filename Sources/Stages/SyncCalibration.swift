@@ -101,23 +101,17 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
     public static func run(store: PipelineStore, configuration: PipelineConfiguration, inputDirectory: URL, outputDirectory: URL,
                            samples: Int, falseAcceptRate: Double, mismatchedPerPiece: Int = 3, seed: UInt64,
                            progress: (String) -> Void = { _ in }) throws -> SyncCalibration {
-        let sources = Dictionary(uniqueKeysWithValues: try store.activeSources().compactMap { s in s.id.map { ($0, s) } })
         var pieces: [Piece] = []
-        for row in try store.currentResults(stage: "align").values.sorted(by: { $0.itemKey < $1.itemKey })
-        where row.state == ItemState.done.rawValue {
-            guard let source = sources[row.sourceId] else { continue }
-            for p in try AlignStage.pieces(of: row) {
-                guard let video = p.video, let sidecar = p.landmarks else { continue }
-                let url = outputDirectory.appendingPathComponent(sidecar)
-                guard let data = try? Data(contentsOf: url) else {
-                    throw CalibrationError("\(url.path) is missing: run `pipelined run` again (it rebuilds missing aligned clips) before calibrating")
-                }
-                let landmarks = try AlignedLandmarks(serialized: data)
-                guard landmarks.landmarks.count == p.frames.count else {
-                    throw CalibrationError("\(sidecar) has \(landmarks.landmarks.count) frames, expected \(p.frames.count); run `pipelined run` again")
-                }
-                pieces.append(Piece(source: source, frames: p.frames, video: video, landmarks: landmarks))
+        for (source, p) in try store.currentAlignedPieces() {
+            let url = outputDirectory.appendingPathComponent(p.landmarks)
+            guard let data = try? Data(contentsOf: url) else {
+                throw CalibrationError("\(url.path) is missing: run `pipelined run` again (it rebuilds missing aligned clips) before calibrating")
             }
+            let landmarks = try AlignedLandmarks(serialized: data)
+            guard landmarks.landmarks.count == p.frames.count else {
+                throw CalibrationError("\(p.landmarks) has \(landmarks.landmarks.count) frames, expected \(p.frames.count); run `pipelined run` again")
+            }
+            pieces.append(Piece(source: source, frames: p.frames, video: p.video, landmarks: landmarks))
         }
         let otherSources = Set(pieces.map(\.source.id)).count
         guard otherSources >= 2 else {

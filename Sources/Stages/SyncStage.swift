@@ -37,15 +37,15 @@ public struct SyncStage: Stage {
     public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
 
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
-        let pieces = try ScoredPieces.kept(by: "align", item: item, in: context)
+        let pieces = try context.pieces(keptBy: .align, for: item)
         let method = try Self.method(configuration, device: device)
         let scoreKey = Fingerprint.of(id, method.name, method.fingerprint, ScoredPieces.alignedFingerprint(context))
-        let earlier = try ScoredPieces.earlier(stage: id, item: item, scoreKey: scoreKey, in: context)
+        let earlier = try context.store.earlierSyncScores(pieces: pieces.map(\.pieceId), scoreKey: scoreKey)
         var measured = 0
         var reader: NormalizedReader?
         var result: [CuratedPiece] = []
         for var piece in pieces {
-            if let stored = earlier[piece.video]?.sync {
+            if let stored = try earlier[piece.pieceId]?.measurement() {
                 piece.sync = stored
             } else {
                 if reader == nil { reader = try context.normalizedReader(for: item, stage: id, normalize: normalize, decoderThreads: 1) }
@@ -60,7 +60,7 @@ public struct SyncStage: Stage {
                     piece.sync = try method.measure(clip)
                 } catch let error as SyncMethodError {
                     piece.kept = false
-                    piece.reason = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1): \(error)"
+                    piece.reason = "\(piece.span): \(error)"
                 }
                 measured += 1
             }
@@ -68,13 +68,17 @@ public struct SyncStage: Stage {
             result.append(piece)
         }
         let metrics = metricsJSON(ScoredPieces(scoreKey: scoreKey, measured: measured, pieces: result))
-        if let first = result.first(where: \.kept) { return .done(metrics: metrics, artifact: first.video, handOn: HandOn()) }
+        let handOn = HandOn(syncScores: result.map { piece in
+            SyncScoreRecord(pieceId: piece.pieceId, scoreKey: scoreKey, offset: piece.sync?.offset, confidence: piece.sync?.confidence,
+                            curve: piece.sync?.scores, kept: piece.kept, reason: piece.reason)
+        })
+        if let first = result.first(where: \.kept) { return .done(metrics: metrics, artifact: first.video, handOn: handOn) }
         let reason = result.isEmpty ? "no aligned piece to measure" : result.compactMap(\.reason).joined(separator: "; ")
-        return .rejected(reason: reason, metrics: metrics, handOn: HandOn())
+        return .rejected(reason: reason, metrics: metrics, handOn: handOn)
     }
 
     private func decide(_ piece: inout CuratedPiece, _ m: SyncMeasurement, method: String) {
-        let span = "frames \(piece.frames.lowerBound)–\(piece.frames.upperBound - 1)"
+        let span = piece.span
         if m.confidence < configuration.methodMinConfidence {
             piece.kept = false
             piece.reason = String(format: "%@: sync confidence %.3f below %.3f (%@)", span, m.confidence, configuration.methodMinConfidence, method)

@@ -189,7 +189,7 @@ import Testing
                 }
             }
         }
-        try Migrations.migrator.migrate(queue)
+        try Migrations.migrator.migrate(queue, upTo: "v2-output-stems-problems-retired-artifacts")
         try queue.read { db in
             let stems = try Row.fetchAll(db, sql: "SELECT relativePath, outputStem FROM source").map { ($0[0] as String, $0[1] as String) }
             #expect(Dictionary(uniqueKeysWithValues: stems) == ["talk.mp4": "talk", "talk.mov": "talk.mov", "b/other.mp4": "b/other"])

@@ -95,8 +95,6 @@ public struct Engine: Sendable {
 
     public init(store: PipelineStore, configuration: PipelineConfiguration, stages: [any Stage], options: EngineOptions,
                 reporter: any ProgressReporter, cancellation: CancellationFlag = CancellationFlag()) {
-        var store = store
-        store.catalog = ArtifactCatalog(stages)
         self.store = store
         self.configuration = configuration
         self.stages = stages
@@ -282,11 +280,9 @@ public struct Engine: Sendable {
         var recorded: RecordedOutcome
         switch result {
         case let .success(.done(metrics, artifact, handOn)):
-            recorded = RecordedOutcome(state: .done, metrics: metrics, artifactPath: artifact, seconds: seconds,
-                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate, clips: handOn.clips)
+            recorded = RecordedOutcome(state: .done, metrics: metrics, artifactPath: artifact, seconds: seconds, handOn: handOn)
         case let .success(.rejected(reason, metrics, handOn)):
-            recorded = RecordedOutcome(state: .rejected, reason: reason, metrics: metrics, seconds: seconds,
-                                       analyses: handOn.analyses, sourceUpdate: handOn.sourceUpdate, clips: handOn.clips)
+            recorded = RecordedOutcome(state: .rejected, reason: reason, metrics: metrics, seconds: seconds, handOn: handOn)
         case let .failure(error):
             let backoff = configuration.run.retryBackoffSeconds * pow(2, Double(claim.attempts - 1))
             recorded = RecordedOutcome(state: .failed, reason: String(describing: error), seconds: seconds,

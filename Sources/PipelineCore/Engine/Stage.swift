@@ -18,26 +18,10 @@ public protocol Stage: Sendable {
     /// toggling them does not redo later work. Defaults to `fingerprint`.
     var outputFingerprint: String { get }
     func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome
-    /// The files under the output directory that `row` (one of this stage's results) wrote and
-    /// owns; they are removed once no current result names them (`ArtifactCatalog`).
-    func artifacts(of row: StageResultRecord) -> [String]
-    /// Whether later stages read this stage's files (the aligned clips) rather than only keeping
-    /// them as side outputs (materialised copies): a lost file then invalidates what was built on it.
-    var laterStagesReadArtifacts: Bool { get }
 }
 
 extension Stage {
     public var outputFingerprint: String { fingerprint }
-    public func artifacts(of row: StageResultRecord) -> [String] { [] }
-    public var laterStagesReadArtifacts: Bool { false }
-}
-
-extension ArtifactCatalog {
-    /// The files of each of `stages`' rows, as the stages list them.
-    public init(_ stages: [any Stage]) {
-        self.init(Dictionary(stages.map { stage in (stage.id, { @Sendable row in stage.artifacts(of: row) }) }, uniquingKeysWith: { a, _ in a }),
-                  feedingLaterStages: Set(stages.filter(\.laterStagesReadArtifacts).map(\.id)))
-    }
 }
 
 public enum WorkUnit: String, Sendable { case source, clip }
@@ -88,16 +72,35 @@ public enum StageOutcome: Sendable {
     public static func rejected(_ reason: String, metrics: String? = nil) -> StageOutcome { .rejected(reason: reason, metrics: metrics, handOn: HandOn()) }
 }
 
-/// What an outcome stores beside its row, in the same transaction.
+/// What an outcome stores beside its row, in the same transaction: everything later stages read
+/// from this one, as rows of their own tables (`HandOffRecords.swift`). An outcome's pieces, scores,
+/// publications and side outputs replace whatever the same result recorded before.
 public struct HandOn: Sendable {
     public var analyses: [AnalysisRecord] = []
     public var sourceUpdate: SourceUpdate?
     /// The source's clips (stage 4); nil leaves them as they are.
     public var clips: [ClipRecord]?
-    public init(analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil, clips: [ClipRecord]? = nil) {
+    /// Align: the pieces kept, numbered from 0.
+    public var pieces: [AlignedPieceRecord] = []
+    /// Sync / quality: per piece received, the score and the verdict.
+    public var syncScores: [SyncScoreRecord] = []
+    public var qualityScores: [QualityScoreRecord] = []
+    /// Publish: the clips written.
+    public var publications: [PublishedClipRecord] = []
+    /// Files written only for the user (materialised copies), relative to the output directory.
+    public var sideOutputs: [String] = []
+
+    public init(analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil, clips: [ClipRecord]? = nil,
+                pieces: [AlignedPieceRecord] = [], syncScores: [SyncScoreRecord] = [], qualityScores: [QualityScoreRecord] = [],
+                publications: [PublishedClipRecord] = [], sideOutputs: [String] = []) {
         self.analyses = analyses
         self.sourceUpdate = sourceUpdate
         self.clips = clips
+        self.pieces = pieces
+        self.syncScores = syncScores
+        self.qualityScores = qualityScores
+        self.publications = publications
+        self.sideOutputs = sideOutputs
     }
 }
 

@@ -100,6 +100,7 @@ enum Migrations {
             }
             try db.create(index: "source_outputStem", on: "source", columns: ["outputStem"], unique: true)
         }
+        m.registerMigration("v3-typed-handoff") { db in try TypedHandOffMigration.apply(db) }
         return m
     }
 }

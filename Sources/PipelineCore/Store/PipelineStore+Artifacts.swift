@@ -1,41 +1,41 @@
 import Foundation
 import GRDB
 
-/// Which files under the output directory a stage's result row owns (its aligned clips and
-/// landmark sidecars, its published clips, its materialised copy), by stage id. The stages know
-/// their own metrics; the store asks through this table when it retires, verifies or collects files.
-public struct ArtifactCatalog: Sendable {
-    private let listers: [String: @Sendable (StageResultRecord) -> [String]]
-    /// Stages whose files later stages read (`Stage.laterStagesReadArtifacts`).
-    public let feedingLaterStages: Set<String>
-
-    public init(_ listers: [String: @Sendable (StageResultRecord) -> [String]], feedingLaterStages: Set<String> = []) {
-        self.listers = listers
-        self.feedingLaterStages = feedingLaterStages
-    }
-    public static let none = ArtifactCatalog([:])
-
-    /// Paths relative to the output directory.
-    public func artifacts(of row: StageResultRecord) -> [String] { listers[row.stage]?(row) ?? [] }
-    public var stages: Set<String> { Set(listers.keys) }
-}
-
 /// Output files and the rows that own them.
+///
+/// Which files a result owns is data: its aligned pieces' clips and sidecars, its published clips
+/// and its side outputs, gathered by the `ownedFile` view (migration v3).
 ///
 /// Rule: a file under the output directory lives exactly as long as a current (not superseded)
 /// row names it. When a row becomes history (a newer setting, a changed source, `--prune`) or is
-/// deleted (a changed source, a clip a new segmentation dropped), its files become candidates, and
-/// the end of the run removes every candidate no current row names. Why: a directory-based consumer
-/// of `high_visual_quality/` must see exactly the dataset, and a path that two rows name (the same
-/// name written again under new settings) must never be deleted from under the live one.
+/// deleted (a changed source, a clip a new segmentation dropped), or a result recorded again no
+/// longer names a file, its files become candidates, and the end of the run removes every candidate
+/// no current row names. Why: a directory-based consumer of `high_visual_quality/` must see exactly
+/// the dataset, and a path that two rows name (the same name written again under new settings)
+/// must never be deleted from under the live one.
 extension PipelineStore {
     /// Remembers the files of rows about to be deleted, inside the deleting transaction.
     func retireArtifacts(of rows: [StageResultRecord], in db: Database, now: Date) throws {
-        for row in rows {
-            for path in catalog.artifacts(of: row) {
-                try db.execute(sql: "INSERT OR IGNORE INTO retiredArtifact (path, retiredAt) VALUES (?, ?)", arguments: [path, now])
-            }
+        try retireArtifacts(ofResults: rows.compactMap(\.id), in: db, now: now)
+    }
+
+    func retireArtifacts(ofResults ids: [Int64], in db: Database, now: Date) throws {
+        for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min(ids.count, $0 + 500)]) }) {
+            let marks = chunk.map { _ in "?" }.joined(separator: ",")
+            try db.execute(sql: "INSERT OR IGNORE INTO retiredArtifact (path, retiredAt) SELECT path, ? FROM ownedFile WHERE resultId IN (\(marks))",
+                           arguments: StatementArguments([now] + chunk))
         }
+    }
+
+    func retire(paths: [String], in db: Database, now: Date) throws {
+        for path in paths {
+            try db.execute(sql: "INSERT OR IGNORE INTO retiredArtifact (path, retiredAt) VALUES (?, ?)", arguments: [path, now])
+        }
+    }
+
+    /// The files `result` owns, relative to the output directory.
+    public func ownedFiles(result: Int64) throws -> [String] {
+        try writer.read { db in try String.fetchAll(db, sql: "SELECT path FROM ownedFile WHERE resultId = ? ORDER BY path", arguments: [result]) }
     }
 
     /// Makes `row` history, with every later stage's rows built on it.
@@ -58,16 +58,24 @@ extension PipelineStore {
         }
     }
 
-    /// Current rows, of sources present (`gone == false`) or gone, of the stages that own files.
-    private func currentRowsOwningFiles(gone: Bool?, in db: Database) throws -> [StageResultRecord] {
-        let stages = Array(catalog.stages)
-        guard !stages.isEmpty else { return [] }
-        var request = StageResultRecord.filter(Column("superseded") == false && stages.contains(Column("stage")))
-        if let gone {
-            let sources = SQLRequest<Int64>(sql: "SELECT id FROM source WHERE goneAt IS \(gone ? "NOT " : "")NULL")
-            request = request.filter(try sources.fetchSet(db).contains(Column("sourceId")))
+    /// Current rows that own files, of sources present (`gone == false`) or gone, with their files
+    /// and whether later stages read them.
+    private func currentRowsOwningFiles(gone: Bool, in db: Database) throws -> [(row: StageResultRecord, files: [String], feedsLaterStages: Bool)] {
+        let owned = try Row.fetchAll(db, sql: """
+            SELECT o.resultId, o.path, o.feedsLaterStages FROM ownedFile o
+            JOIN stageResult r ON r.id = o.resultId JOIN source s ON s.id = r.sourceId
+            WHERE r.superseded = 0 AND s.goneAt IS \(gone ? "NOT " : "")NULL
+            ORDER BY o.resultId
+            """)
+        var files: [Int64: (paths: [String], feeds: Bool)] = [:]
+        for row in owned {
+            let id: Int64 = row[0]
+            files[id, default: ([], false)].paths.append(row[1])
+            if row[2] as Bool { files[id]!.feeds = true }
         }
-        return try request.fetchAll(db)
+        return try StageResultRecord.filter(keys: Array(files.keys)).fetchAll(db).sorted { $0.id! < $1.id! }.map { row in
+            (row, files[row.id!]!.paths, files[row.id!]!.feeds)
+        }
     }
 
     /// Checks that the files behind every decided result of a present source exist (a `stat` each);
@@ -78,11 +86,9 @@ extension PipelineStore {
     public func supersedeResultsWithMissingFiles(order: [String], exists: (String) -> Bool) throws -> Int {
         try writer.write { db in
             var count = 0
-            for row in try currentRowsOwningFiles(gone: false, in: db) where row.state == ItemState.done.rawValue {
-                let files = catalog.artifacts(of: row)
-                guard !files.isEmpty, !files.allSatisfy(exists) else { continue }
-                let downstream = catalog.feedingLaterStages.contains(row.stage) ? Array(order.drop { $0 != row.stage }.dropFirst()) : []
-                try supersede(row, downstream: downstream, in: db)
+            for (row, files, feeds) in try currentRowsOwningFiles(gone: false, in: db) where row.state == ItemState.done.rawValue {
+                guard !files.allSatisfy(exists) else { continue }
+                try supersede(row, downstream: feeds ? Array(order.drop { $0 != row.stage }.dropFirst()) : [], in: db)
                 count += 1
             }
             return count
@@ -95,7 +101,7 @@ extension PipelineStore {
     public func supersedeOutputsOfGoneSources(order: [String]) throws -> Int {
         try writer.write { db in
             var count = 0
-            for row in try currentRowsOwningFiles(gone: true, in: db) where !catalog.artifacts(of: row).isEmpty {
+            for (row, _, _) in try currentRowsOwningFiles(gone: true, in: db) {
                 try supersede(row, downstream: Array(order.drop { $0 != row.stage }.dropFirst()), in: db)
                 count += 1
             }
@@ -106,13 +112,12 @@ extension PipelineStore {
     /// Files that no current row names any more: those of history rows and of deleted rows.
     public func unownedArtifacts() throws -> [String] {
         try writer.read { db in
-            let stages = Array(catalog.stages)
-            var live = Set<String>(), candidates = Set(try String.fetchAll(db, sql: "SELECT path FROM retiredArtifact"))
-            for row in try StageResultRecord.filter(stages.contains(Column("stage"))).fetchAll(db) {
-                let files = catalog.artifacts(of: row)
-                if row.superseded { candidates.formUnion(files) } else { live.formUnion(files) }
-            }
-            return candidates.subtracting(live).sorted()
+            try String.fetchAll(db, sql: """
+                SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE r.superseded = 1
+                UNION SELECT path FROM retiredArtifact
+                EXCEPT SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE r.superseded = 0
+                ORDER BY 1
+                """)
         }
     }
 

@@ -9,9 +9,6 @@ import GRDB
 public struct PipelineStore: Sendable {
     public let writer: any DatabaseWriter
     public let path: String?
-    /// Which files each stage's rows own (set by the engine from its stages): rows deleted from the
-    /// database leave their files to the end-of-run clean-up through it.
-    public var catalog = ArtifactCatalog.none
 
     /// Opens (creating if needed) the database at `path` and migrates it. An existing database is
     /// checked first, on a read-only connection:
@@ -395,12 +392,13 @@ public struct PipelineStore: Sendable {
             row.leaseExpiresAt = nil
             row.nextAttemptAt = outcome.nextAttemptAt
             try row.update(db)
-            for var analysis in outcome.analyses {
+            for var analysis in outcome.handOn.analyses {
                 analysis.sourceId = row.sourceId
                 try analysis.save(db)
             }
-            if let clips = outcome.clips { try replaceClips(of: row.sourceId, with: clips, in: db, now: now) }
-            if let update = outcome.sourceUpdate {
+            if let clips = outcome.handOn.clips { try replaceClips(of: row.sourceId, with: clips, in: db, now: now) }
+            try writeHandOff(outcome.handOn, result: row.id!, in: db, now: now)
+            if let update = outcome.handOn.sourceUpdate {
                 try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
                                arguments: [update.probe, update.durationSeconds, row.sourceId])
             }
@@ -497,22 +495,19 @@ public struct RecordedOutcome: Sendable {
     public var artifactPath: String?
     public var seconds: Double
     public var nextAttemptAt: Date?
-    public var analyses: [AnalysisRecord] = []
-    public var sourceUpdate: SourceUpdate?
-    /// When set, the source's clips become exactly these.
-    public var clips: [ClipRecord]?
+    /// What the outcome hands on (a failure hands on nothing: whatever the result recorded before
+    /// is dropped, and its files are retired).
+    public var handOn: HandOn
 
     public init(state: ItemState, reason: String? = nil, metrics: String? = nil, artifactPath: String? = nil, seconds: Double,
-                nextAttemptAt: Date? = nil, analyses: [AnalysisRecord] = [], sourceUpdate: SourceUpdate? = nil, clips: [ClipRecord]? = nil) {
-        self.clips = clips
+                nextAttemptAt: Date? = nil, handOn: HandOn = HandOn()) {
         self.state = state
         self.reason = reason
         self.metrics = metrics
         self.artifactPath = artifactPath
         self.seconds = seconds
         self.nextAttemptAt = nextAttemptAt
-        self.analyses = analyses
-        self.sourceUpdate = sourceUpdate
+        self.handOn = handOn
     }
 }
 
