@@ -68,6 +68,30 @@ import Testing
         #expect(rows.allSatisfy { $0.state == "pending" && $0.reason!.hasPrefix(PipelineStore.interruptedPrefix) && $0.attempts == 0 })
     }
 
+    /// Fencing: a run whose lease expired while it worked (paused past its lease, its item
+    /// reclaimed and claimed again) cannot record its outcome over the new holder's.
+    @Test func aLateCommitIsRefused() throws {
+        let (store, source, paused) = try storeWithSource()
+        let key = "s\(source)"
+        let stale = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: "f", run: paused, maxAttempts: 3))
+        let later = Date().addingTimeInterval(3 * Lease.duration)
+        let other = try store.beginRun(host: "h", pid: 2, version: "t", now: later).id!
+        #expect(try store.reclaimAbandonedWork(currentRun: other, maxAttempts: 3, isAlive: { _ in true }, now: later) == 1)
+        let fresh = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: key, fingerprint: "f", run: other, maxAttempts: 3, now: later))
+        do {
+            try store.recordOutcome(stale, RecordedOutcome(state: .rejected, reason: "late", seconds: 1), downstreamStages: [])
+            Issue.record("a late commit was accepted")
+        } catch let error as StoreError {
+            guard case .leaseLost = error else { throw error }
+            #expect(error.description.contains("lost its claim"), "\(error)")
+        }
+        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == "running", "the late outcome was written")
+        try store.recordOutcome(fresh, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == "done")
+        // Once decided, neither claim may record again.
+        #expect(throws: StoreError.self) { try store.recordOutcome(fresh, RecordedOutcome(state: .rejected, reason: "twice", seconds: 1), downstreamStages: []) }
+    }
+
     @Test func aLiveRunKeepsItsClaims() throws {
         let (store, source, run) = try storeWithSource()
         _ = try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: run, maxAttempts: 3)

@@ -288,7 +288,14 @@ public struct Engine: Sendable {
             recorded = RecordedOutcome(state: .failed, reason: String(describing: error), seconds: seconds,
                                        nextAttemptAt: Date().addingTimeInterval(backoff))
         }
-        try store.recordOutcome(claim, recorded, downstreamStages: downstream)
+        do {
+            try store.recordOutcome(claim, recorded, downstreamStages: downstream)
+        } catch let error as StoreError {
+            guard case .leaseLost = error else { throw error }
+            // Another run holds the item now; its outcome, not this one, counts.
+            reporter.report(.itemFinished(stage: stage.id, item: item.name, state: .failed, reason: error.description, seconds: seconds))
+            return nil
+        }
         reporter.report(.itemFinished(stage: stage.id, item: item.name, state: recorded.state, reason: recorded.reason, seconds: seconds))
         return recorded.state
     }

@@ -379,9 +379,17 @@ public struct PipelineStore: Sendable {
         }
     }
 
-    /// Records a stage's outcome and what it hands on, in one transaction.
+    /// Records a stage's outcome and what it hands on, in one transaction, if `claim` still holds
+    /// the item: the row must still be running under the claim's run and attempt. Otherwise (the
+    /// claim's lease expired and the item was reclaimed, and perhaps claimed and decided by another
+    /// run) nothing is written and `StoreError.leaseLost` is thrown: a run that lost its lease never
+    /// commits over the one that holds it.
     public func recordOutcome(_ claim: StageResultRecord, _ outcome: RecordedOutcome, downstreamStages: [String], now: Date = Date()) throws {
         try writer.write { db in
+            guard let held = try StageResultRecord.fetchOne(db, key: claim.id), held.state == ItemState.running.rawValue,
+                  held.runId == claim.runId, held.attempts == claim.attempts else {
+                throw StoreError.leaseLost(stage: claim.stage, item: claim.itemKey, run: claim.runId, attempt: claim.attempts)
+            }
             var row = claim
             row.state = outcome.state.rawValue
             row.reason = outcome.reason
@@ -524,6 +532,7 @@ public enum StoreError: Error, CustomStringConvertible {
     case damaged(path: String, detail: String)
     case massRemoval(gone: Int, active: Int, limit: Double, examples: [String])
     case sharedBetweenHosts(path: String, fileSystem: String, host: String, run: Int64, heartbeat: Date)
+    case leaseLost(stage: String, item: String, run: Int64?, attempt: Int)
     public var description: String {
         switch self {
         case let .newerSchema(path):
@@ -539,6 +548,10 @@ public enum StoreError: Error, CustomStringConvertible {
                 + "(run #\(run), last heartbeat \(ISO8601DateFormatter().string(from: heartbeat))). SQLite cannot be written from two hosts "
                 + "there without corrupting it, so nothing was opened for writing; run pipelined on one host at a time (start this run again "
                 + "once that one has ended), or keep the database on a local disk with --db"
+        case let .leaseLost(stage, item, run, attempt):
+            "\(stage) on \(item): run \(run.map(String.init) ?? "?") lost its claim (attempt \(attempt)) before it could record the outcome, "
+                + "because its lease expired (was the process paused or the machine suspended?); the item was handed to another run, "
+                + "and this outcome was not recorded"
         case let .massRemoval(gone, active, limit, examples):
             "\(gone) of \(active) inputs are missing from the input directory (e.g. \(examples.joined(separator: ", "))), more than run.max_gone_share (\(Int(limit * 100)) %) allows at once; "
                 + "is the input folder's disk mounted? Nothing was changed. If they were removed on purpose, run again with --allow-mass-removal"
