@@ -53,50 +53,39 @@ extension PipelineStore {
     }
 
     /// What `sync` result `result` measured and decided, by piece, in piece order.
-    public func syncScores(result: Int64) throws -> [SyncScoreRecord] {
-        try writer.read { db in
-            try SyncScoreRecord.fetchAll(db, sql: """
-                SELECT s.* FROM syncScore s JOIN alignedPiece p ON p.id = s.pieceId WHERE s.resultId = ? ORDER BY p.ordinal, p.id
-                """, arguments: [result])
-        }
-    }
+    public func syncScores(result: Int64) throws -> [SyncScoreRecord] { try rows(SyncScoreRecord.self, ofResult: result) }
 
     /// What `quality` result `result` measured and decided, by piece, in piece order.
-    public func qualityScores(result: Int64) throws -> [QualityScoreRecord] {
-        try writer.read { db in
-            try QualityScoreRecord.fetchAll(db, sql: """
-                SELECT q.* FROM qualityScore q JOIN alignedPiece p ON p.id = q.pieceId WHERE q.resultId = ? ORDER BY p.ordinal, p.id
-                """, arguments: [result])
-        }
-    }
+    public func qualityScores(result: Int64) throws -> [QualityScoreRecord] { try rows(QualityScoreRecord.self, ofResult: result) }
 
     /// The clips `publish` result `result` wrote, in piece order.
-    public func publishedClips(result: Int64) throws -> [PublishedClipRecord] {
+    public func publishedClips(result: Int64) throws -> [PublishedClipRecord] { try rows(PublishedClipRecord.self, ofResult: result) }
+
+    /// The rows of `Record`'s table that result `result` recorded, in the order of their pieces.
+    private func rows<Record: PieceRow>(_: Record.Type, ofResult result: Int64) throws -> [Record] {
         try writer.read { db in
-            try PublishedClipRecord.fetchAll(db, sql: """
-                SELECT c.* FROM publishedClip c JOIN alignedPiece p ON p.id = c.pieceId WHERE c.resultId = ? ORDER BY p.ordinal, p.id
+            try Record.fetchAll(db, sql: """
+                SELECT x.* FROM \(Record.databaseTableName) x JOIN alignedPiece p ON p.id = x.pieceId WHERE x.resultId = ? ORDER BY p.ordinal, p.id
                 """, arguments: [result])
         }
     }
 
     /// Sync scores measured earlier on `pieces` under `scoreKey`, by any result of the item (current
-    /// or history, newest first): a decision under other thresholds already paid for them.
+    /// or history, newest first): a decision under other thresholds already paid for them. Pieces
+    /// that could not be measured are measured again.
     public func earlierSyncScores(pieces: [Int64], scoreKey: String) throws -> [Int64: SyncScoreRecord] {
-        try writer.read { db in
-            var found: [Int64: SyncScoreRecord] = [:]
-            for score in try SyncScoreRecord.filter(pieces.contains(Column("pieceId")) && Column("scoreKey") == scoreKey && Column("offset") != nil)
-                .order(Column("resultId").desc).fetchAll(db) where found[score.pieceId] == nil {
-                found[score.pieceId] = score
-            }
-            return found
-        }
+        try earlier(SyncScoreRecord.self, pieces: pieces, scoreKey: scoreKey, where: Column("offset") != nil)
     }
 
     /// Quality scores measured earlier on `pieces` under `scoreKey` (as `earlierSyncScores`).
     public func earlierQualityScores(pieces: [Int64], scoreKey: String) throws -> [Int64: QualityScoreRecord] {
+        try earlier(QualityScoreRecord.self, pieces: pieces, scoreKey: scoreKey, where: true.sqlExpression)
+    }
+
+    private func earlier<Record: PieceRow>(_: Record.Type, pieces: [Int64], scoreKey: String, where measured: SQLExpression) throws -> [Int64: Record] {
         try writer.read { db in
-            var found: [Int64: QualityScoreRecord] = [:]
-            for score in try QualityScoreRecord.filter(pieces.contains(Column("pieceId")) && Column("scoreKey") == scoreKey)
+            var found: [Int64: Record] = [:]
+            for score in try Record.filter(pieces.contains(Column("pieceId")) && Column("scoreKey") == scoreKey && measured)
                 .order(Column("resultId").desc).fetchAll(db) where found[score.pieceId] == nil {
                 found[score.pieceId] = score
             }
@@ -104,6 +93,15 @@ extension PipelineStore {
         }
     }
 }
+
+/// A row a result records about one aligned piece.
+protocol PieceRow: FetchableRecord, TableRecord {
+    var resultId: Int64 { get }
+    var pieceId: Int64 { get }
+}
+extension SyncScoreRecord: PieceRow {}
+extension QualityScoreRecord: PieceRow {}
+extension PublishedClipRecord: PieceRow {}
 
 /// A published clip with where it came from and the scores it was kept on.
 public struct PublishedPiece: Sendable, Equatable {
