@@ -51,7 +51,7 @@ var frames = 0
 var shares: [String: Double] = [:]
 var itemSeconds = 0.0
 var detections: [String: Int] = [:]
-for row in try store.currentResults(stage: "align").values where row.state == "done" {
+for row in try store.currentResults(stage: "align").values where row.state == .done {
     let m = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
     frames += (m["pieces"] as! [[String: Any]]).reduce(0) { let f = $1["frames"] as! [Int]; return $0 + f[1] - f[0] }
     for (k, v) in m["seconds"] as! [String: Double] { shares[k, default: 0] += v }

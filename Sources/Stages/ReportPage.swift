@@ -32,7 +32,7 @@ public enum ReportPage {
         var body = """
         <h1>pipelined dataset report</h1>
         <p class="meta">\(escape(report.database)) · generated \(escape(ISO8601DateFormatter().string(from: generated)))\
-        \(report.lastRun.map { " · last run #\($0.id) \(escape($0.status))" } ?? "")</p>
+        \(report.lastRun.map { " · last run #\($0.id) \(escape($0.status.rawValue))" } ?? "")</p>
         <div class="tiles">
         \(tile("inputs", "\(report.activeSources)", report.goneSources > 0 ? "\(report.goneSources) gone" : "present"))
         \(tile("clips", "\(report.clips)", String(format: "%.1f min planned", report.clipSeconds / 60)))

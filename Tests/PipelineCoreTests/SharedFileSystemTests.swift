@@ -46,7 +46,7 @@ import Testing
         _ = try PipelineStore(path: path, host: "b", fileSystem: ext4, now: start.addingTimeInterval(60))
         // A run that stopped heartbeating two leases ago is dead; one that ended is over.
         _ = try PipelineStore(path: path, host: "b", fileSystem: nfs, now: start.addingTimeInterval(2 * Lease.duration + 1))
-        try a.finishRun(id: run.id!, status: "finished", counts: nil, now: start.addingTimeInterval(30))
+        try a.finishRun(id: run.id!, status: .finished, counts: nil, now: start.addingTimeInterval(30))
         _ = try PipelineStore(path: path, host: "b", fileSystem: nfs, now: start.addingTimeInterval(60))
     }
 }

@@ -42,12 +42,12 @@ import Testing
         _ = try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: deadRun, maxAttempts: 2)
         let next = try store.beginRun(host: "h", pid: 2, version: "t").id!
         #expect(try store.reclaimAbandonedWork(currentRun: next, maxAttempts: 2, isAlive: { _ in false }) == 1)
-        #expect(try store.currentResults(stage: "broken")["s\(source)"]?.state == "pending")
+        #expect(try store.currentResults(stage: "broken")["s\(source)"]?.state == .pending)
         _ = try #require(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: next, maxAttempts: 2))
         let third = try store.beginRun(host: "h", pid: 3, version: "t").id!
         #expect(try store.reclaimAbandonedWork(currentRun: third, maxAttempts: 2, isAlive: { _ in false }) == 1)
         let row = try #require(try store.currentResults(stage: "broken")["s\(source)"])
-        #expect(row.state == "failed" && row.reason!.contains("died 2 times"))
+        #expect(row.state == .failed && row.reason!.contains("died 2 times"))
         #expect(try store.claimWork(stage: "broken", sourceId: source, itemKey: "s\(source)", fingerprint: "f", run: third, maxAttempts: 2) == nil)
     }
 
@@ -65,7 +65,7 @@ import Testing
         let last = try store.beginRun(host: "h", pid: 9, version: "t").id!
         #expect(try store.reclaimAbandonedWork(currentRun: last, maxAttempts: 2, isAlive: { _ in false }) == 2)
         let rows = try store.currentResults(stage: "broken").values
-        #expect(rows.allSatisfy { $0.state == "pending" && $0.reason!.hasPrefix(PipelineStore.interruptedPrefix) && $0.attempts == 0 })
+        #expect(rows.allSatisfy { $0.state == .pending && $0.reason!.hasPrefix(PipelineStore.interruptedPrefix) && $0.attempts == 0 })
     }
 
     /// Fencing: a run whose lease expired while it worked (paused past its lease, its item
@@ -85,11 +85,36 @@ import Testing
             guard case .leaseLost = error else { throw error }
             #expect(error.description.contains("lost its claim"), "\(error)")
         }
-        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == "running", "the late outcome was written")
+        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == .running, "the late outcome was written")
         try store.recordOutcome(fresh, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
-        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == "done")
+        #expect(try store.currentResult(stage: "broken", itemKey: key)?.state == .done)
         // Once decided, neither claim may record again.
         #expect(throws: StoreError.self) { try store.recordOutcome(fresh, RecordedOutcome(state: .rejected, reason: "twice", seconds: 1), downstreamStages: []) }
+    }
+
+    /// `status` lists the processes working on the database, what each holds, and each stage's
+    /// wall-clock throughput across them.
+    @Test func statusListsWorkersAndTheirThroughput() throws {
+        let store = try PipelineStore.inMemory()
+        _ = try store.syncSources((0..<4).map { DiscoveredFile(relativePath: "\($0).mp4", size: 1, mtime: 1, contentHash: "h\($0)") })
+        let ids = try store.activeSources().map { $0.id! }
+        let start = Date(timeIntervalSince1970: 1_000_000)
+        let stale = try store.beginRun(host: "old", pid: 7, version: "t", now: start.addingTimeInterval(-1000)).id!
+        let live = try store.beginRun(host: "h", pid: 8, version: "t", now: start).id!
+        for (n, id) in ids.enumerated() {
+            let claim = try #require(try store.claimWork(stage: "broken", sourceId: id, itemKey: "s\(id)", fingerprint: "f", run: n < 3 ? live : stale,
+                                                         maxAttempts: 3, now: start))
+            if n < 2 { try store.recordOutcome(claim, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [], now: start.addingTimeInterval(30)) }
+        }
+        let now = start.addingTimeInterval(60)
+        try store.heartbeat(run: live, now: now)
+        let report = try StatusReport.load(from: store, stages: [("broken", .source)], maxAttempts: 3, now: now)
+        #expect(report.workers.map(\.run) == [stale, live])
+        #expect(report.workers.map(\.stale) == [true, false])
+        #expect(report.workers.map(\.inFlight) == [["broken": 1], ["broken": 1]])
+        // Two items decided in the 60 s since the live worker started.
+        let rate = try #require(report.stages.first?.recentItemsPerSecond)
+        #expect(abs(rate - 2.0 / 60) < 1e-9, "\(rate)")
     }
 
     @Test func aLiveRunKeepsItsClaims() throws {

@@ -12,9 +12,9 @@ public final class RecordingReporter: ProgressReporter, @unchecked Sendable {
 }
 
 /// The final state and reason of one stage for each source path.
-public func decisions(_ store: PipelineStore, stage: String) throws -> [String: (state: String, reason: String?)] {
+public func decisions(_ store: PipelineStore, stage: String) throws -> [String: (state: ItemState, reason: String?)] {
     let sources = Dictionary(uniqueKeysWithValues: try store.activeSources().map { ($0.id!, $0.relativePath) })
-    var out: [String: (String, String?)] = [:]
+    var out: [String: (ItemState, String?)] = [:]
     for (_, row) in try store.currentResults(stage: stage) {
         if let path = sources[row.sourceId] { out[path] = (row.state, row.reason) }
     }

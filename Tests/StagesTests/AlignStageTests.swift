@@ -30,7 +30,7 @@ import Testing
         return Result(store: store, root: root, out: out)
     }
 
-    static func alignMetrics(_ r: Result) throws -> (state: String, reason: String?, pieces: [[String: Any]]) {
+    static func alignMetrics(_ r: Result) throws -> (state: ItemState, reason: String?, pieces: [[String: Any]]) {
         let row = try #require(try r.store.currentResults(stage: "align").values.first)
         let metrics = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
         return (row.state, row.reason, metrics["pieces"] as! [[String: Any]])
@@ -73,7 +73,7 @@ import Testing
         let r = try await Self.align(frames: 125, resolution: resolution, smoothing: false)
         defer { try? FileManager.default.removeItem(at: r.root) }
         let (state, reason, pieces) = try Self.alignMetrics(r)
-        #expect(state == "done", "\(reason ?? "")")
+        #expect(state == .done, "\(reason ?? "")")
         #expect(pieces.count == 1)
         let video = r.out.appendingPathComponent(pieces[0]["video"] as! String)
         let report = try ScanPass().run(path: video.path)
@@ -95,7 +95,7 @@ import Testing
         let r = try await Self.align(frames: 150, resolution: 256, gap: 60..<90, smoothing: true)
         defer { try? FileManager.default.removeItem(at: r.root) }
         let (state, _, pieces) = try Self.alignMetrics(r)
-        #expect(state == "done")
+        #expect(state == .done)
         #expect(pieces.map { $0["frames"] as! [Int] } == [[0, 60], [90, 150]])
         #expect(pieces.map { ($0["video"] as! String).hasSuffix("_p0.mp4") || ($0["video"] as! String).hasSuffix("_p1.mp4") } == [true, true])
         for piece in pieces {
@@ -108,7 +108,7 @@ import Testing
         let r = try await Self.align(frames: 100, resolution: 256, gap: 30..<100, smoothing: true)
         defer { try? FileManager.default.removeItem(at: r.root) }
         let (state, reason, _) = try Self.alignMetrics(r)
-        #expect(state == "rejected")
+        #expect(state == .rejected)
         #expect(reason == "no acceptable face in frames 30–99; face in frames 0–29 only: 1.20 s, minimum 2.00 s", "\(reason ?? "")")
     }
 
@@ -125,7 +125,7 @@ import Testing
             let rows = try r.store.currentResults(stage: "align")
             return try r.store.clipsOfActiveSources().map { entry in
                 let row = try #require(rows["c\(entry.clip.id!)"])
-                #expect(row.state == "done", "\(row.reason ?? "")")
+                #expect(row.state == .done, "\(row.reason ?? "")")
                 let m = try JSONSerialization.jsonObject(with: Data(row.metrics!.utf8)) as! [String: Any]
                 let piece = try #require((m["pieces"] as! [[String: Any]]).first)
                 return (m["continuedRead"] as! Bool, piece["video"] as! String, piece["landmarks"] as! String)

@@ -20,7 +20,7 @@ import Testing
             _ = try engine.collectOutputs(prune: false)
             return summary
         }
-        func scored(_ stage: String) throws -> [String: (state: String, reason: String?, measured: Int, pieces: [[String: Any]])] {
+        func scored(_ stage: String) throws -> [String: (state: ItemState, reason: String?, measured: Int, pieces: [[String: Any]])] {
             try store.currentResults(stage: stage).mapValues { row in
                 let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
                 return (row.state, row.reason, m["measured"] as? Int ?? 0, m["pieces"] as? [[String: Any]] ?? [])
@@ -58,14 +58,14 @@ import Testing
         let sync = try s.scored("sync"), quality = try s.scored("quality"), publish = try s.scored("publish")
         let align = try s.store.currentResults(stage: "align")
         let names = Dictionary(uniqueKeysWithValues: try s.store.clipsOfActiveSources().map { ("c\($0.clip.id!)", $0.source.relativePath) })
-        func result(_ r: [String: (state: String, reason: String?, measured: Int, pieces: [[String: Any]])], _ name: String) -> (state: String, reason: String?, measured: Int, pieces: [[String: Any]])? {
+        func result(_ r: [String: (state: ItemState, reason: String?, measured: Int, pieces: [[String: Any]])], _ name: String) -> (state: ItemState, reason: String?, measured: Int, pieces: [[String: Any]])? {
             r.first { names[$0.key] == name }?.value
         }
-        #expect(align.first { names[$0.key] == "nobody.mp4" }?.value.state == "rejected")
+        #expect(align.first { names[$0.key] == "nobody.mp4" }?.value.state == .rejected)
         for (name, offset) in [("speaker_a.mp4", 4), ("speaker_b.mp4", -3)] {
             let measured = try #require(result(sync, name)?.pieces.first?["sync"] as? [String: Any])
             #expect(abs((measured["offset"] as! Int) - offset) <= 1, "\(name): offset \(measured)")
-            #expect(result(publish, name)?.state == "done", "\(name) not published")
+            #expect(result(publish, name)?.state == .done, "\(name) not published")
         }
         print("quality:", quality.map { (names[$0.key]!, $0.value.pieces.first?["quality"] ?? "-") })
 

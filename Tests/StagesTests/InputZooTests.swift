@@ -34,12 +34,12 @@ import Testing
         for c in cases {
             let outcome = try #require(broken[c.file], "no stage-1 result for \(c.file)")
             if c.expectDone {
-                #expect(outcome.state == "done", "\(c.file): \(outcome.reason ?? "")")
-                #expect(normalize[c.file]?.state == "done", "\(c.file) normalize: \(normalize[c.file]?.reason ?? "missing")")
+                #expect(outcome.state == .done, "\(c.file): \(outcome.reason ?? "")")
+                #expect(normalize[c.file]?.state == .done, "\(c.file) normalize: \(normalize[c.file]?.reason ?? "missing")")
                 let materialized = root.appendingPathComponent("out").appendingPathComponent(NormalizeStage.materializedPath(for: c.file))
                 try Self.checkMaterialized(materialized, source: input.appendingPathComponent(c.file), store: store, file: c.file)
             } else {
-                #expect(outcome.state == "rejected", "\(c.file) should be rejected")
+                #expect(outcome.state == .rejected, "\(c.file) should be rejected")
                 #expect(outcome.reason?.contains(c.reason!) == true, "\(c.file): reason \"\(outcome.reason ?? "nil")\" lacks \"\(c.reason!)\"")
                 #expect(normalize[c.file] == nil)
             }
@@ -97,7 +97,7 @@ import Testing
         let second = try await engine.run()
         #expect(second.sources == SourceSync(new: 0, changed: 1, gone: 1, returned: 0))
         let broken = try decisions(store, stage: "broken")
-        #expect(broken["a.mp4"]?.state == "rejected")
+        #expect(broken["a.mp4"]?.state == .rejected)
         #expect(broken["b.mp4"] == nil, "a vanished source is not active")
         #expect(try decisions(store, stage: "normalize")["a.mp4"] == nil, "the old stage-2 result no longer applies")
     }

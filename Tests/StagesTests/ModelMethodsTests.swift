@@ -37,7 +37,7 @@ import Testing
         return store
     }
 
-    static func pieces(_ store: PipelineStore, _ stage: String) throws -> [(state: String, reason: String?, pieces: [[String: Any]])] {
+    static func pieces(_ store: PipelineStore, _ stage: String) throws -> [(state: ItemState, reason: String?, pieces: [[String: Any]])] {
         try store.currentResults(stage: stage).values.map { row in
             let m = try JSONSerialization.jsonObject(with: Data((row.metrics ?? "{}").utf8)) as! [String: Any]
             return (row.state, row.reason, m["pieces"] as? [[String: Any]] ?? [])
@@ -71,7 +71,7 @@ import Testing
 
         let store = try await Self.run(c, input: input, output: output)
         let sync = try Self.pieces(store, "sync"), quality = try Self.pieces(store, "quality")
-        #expect(sync.count == 2 && sync.allSatisfy { $0.state == "done" }, "\(sync.map { $0.reason ?? $0.state })")
+        #expect(sync.count == 2 && sync.allSatisfy { $0.state == .done }, "\(sync.map { $0.reason ?? $0.state.rawValue })")
         for result in sync {
             for piece in result.pieces {
                 let m = try #require(piece["sync"] as? [String: Any])
@@ -83,7 +83,7 @@ import Testing
                 #expect(abs((m["confidence"] as! Double) - (scores.sorted()[15] - scores[best])) < 1e-4)
             }
         }
-        #expect(quality.count == 2 && quality.allSatisfy { $0.state == "done" }, "\(quality.map { $0.reason ?? $0.state })")
+        #expect(quality.count == 2 && quality.allSatisfy { $0.state == .done }, "\(quality.map { $0.reason ?? $0.state.rawValue })")
         for result in quality {
             for piece in result.pieces {
                 let frames = piece["qualityFrames"] as? [Double] ?? piece["quality_frames"] as? [Double] ?? []
@@ -142,7 +142,7 @@ import Testing
     /// their minimum, the confidence = median − minimum.
     static func expectCosineSync(_ store: PipelineStore, clips: Int = 2) throws {
         let sync = try pieces(store, "sync")
-        #expect(sync.count == clips && sync.allSatisfy { $0.state == "done" }, "\(sync.map { $0.reason ?? $0.state })")
+        #expect(sync.count == clips && sync.allSatisfy { $0.state == .done }, "\(sync.map { $0.reason ?? $0.state.rawValue })")
         for piece in sync.flatMap(\.pieces) {
             let m = try #require(piece["sync"] as? [String: Any])
             let scores = m["scores"] as? [Double] ?? []

@@ -29,7 +29,7 @@ import Testing
         let names = ["speaker.mp4", "speaker_xvid.avi", "speaker_divx.avi", "speaker.mpg"]
         for stage in StageRegistry.order {
             for (path, d) in try decisions(store, stage: stage) {
-                #expect(d.state != "failed", "\(stage) failed on \(path): \(d.reason ?? "")")
+                #expect(d.state != .failed, "\(stage) failed on \(path): \(d.reason ?? "")")
             }
         }
         let sync = try decisions(store, stage: "sync")

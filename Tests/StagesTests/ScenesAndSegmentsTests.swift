@@ -44,13 +44,13 @@ import Testing
         }
         try await run(configuration)
 
-        let scenes = try #require(try store.currentResults(stage: "scenes").values.first { $0.state == "done" && $0.metrics!.contains("\"scenes\":3") })
+        let scenes = try #require(try store.currentResults(stage: "scenes").values.first { $0.state == .done && $0.metrics!.contains("\"scenes\":3") })
         #expect(scenes.metrics!.contains("\"cuts\":[150,450]"), "\(scenes.metrics!)")
         // 6 s → one clip of 150 frames; 12 s → 5 s + 7 s; 3 s → too short.
         #expect(try clipTable(store, "talks/three scenes.mp4") == [[0, 0, 0, 150], [1, 0, 150, 275], [1, 1, 275, 450]])
         let segment = try decisions(store, stage: "segment")
-        #expect(segment["talks/three scenes.mp4"]?.state == "done")
-        #expect(segment["talks/short.mp4"]?.state == "rejected")
+        #expect(segment["talks/three scenes.mp4"]?.state == .done)
+        #expect(segment["talks/short.mp4"]?.state == .rejected)
         #expect(segment["talks/short.mp4"]?.reason?.contains("no scene lasts 5.0 s: the longest of 1 is 4.00 s") == true, "\(segment["talks/short.mp4"]?.reason ?? "")")
 
         // Materialised pieces carry the reference's names and exactly their frames.

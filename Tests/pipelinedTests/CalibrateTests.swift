@@ -28,7 +28,7 @@ import Testing
         #expect(first.status == 0, "\(first.stderr)")
         let store = try PipelineStore(readingOnly: out.appendingPathComponent("pipelined.sqlite").path)
         let before = try decisions(store, stage: "sync")
-        #expect(before.count == 4 && before.values.allSatisfy { $0.state == "rejected" && ($0.reason ?? "").contains("below 0.950") }, "\(before)")
+        #expect(before.count == 4 && before.values.allSatisfy { $0.state == .rejected && ($0.reason ?? "").contains("below 0.950") }, "\(before)")
 
         let calibrate = try CLI.run(["calibrate", "sync", "--input-dir", input.path, "--output-dir", out.path, "--config", strict.path,
                                      "--seed", "7", "--apply", applied.path])
@@ -70,7 +70,7 @@ import Testing
                                  environment: ["PIPELINED_TRACE": trace.path])
         #expect(second.status == 0, "\(second.stderr)")
         let after = try decisions(store, stage: "sync")
-        #expect(after.count == 4 && after.values.allSatisfy { $0.state == "done" }, "\(after)")
+        #expect(after.count == 4 && after.values.allSatisfy { $0.state == .done }, "\(after)")
         let executed = try String(contentsOf: trace, encoding: .utf8).split(separator: "\n").map { String($0.split(separator: "\t")[0]) }
         #expect(!executed.contains("align") && executed.filter { $0 == "sync" }.count == 4, "executed: \(executed)")
         for row in try store.currentResults(stage: "sync").values {

@@ -131,7 +131,7 @@ import Testing
         #expect(try Self.run(Array(args.dropLast()), stderr: pipe.fileHandleForWriting) == 0)
         r = try CLI.run(["status", "--output-dir", out.path, "--json"])
         let report = try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8))
-        #expect(report.activeSources == 3 && report.lastRun?.status == "finished", "\(r.stdout)")
+        #expect(report.activeSources == 3 && report.lastRun?.status == .finished, "\(r.stdout)")
         try Self.expectExactDataset(out, count: 0, "after the closed pipe")
         #expect(FileManager.default.fileExists(atPath: raw.appendingPathComponent("holiday.pipelined-tmp-2019.mp4").path), "the sweep deleted an input")
     }
@@ -191,11 +191,17 @@ import Testing
         try pool!.write { try $0.execute(sql: "UPDATE run SET status = 'running', finishedAt = NULL") }
         pool = nil
         r = try CLI.run(["status", "--output-dir", out.path, "--json"])
-        #expect(try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8)).lastRun?.status == "interrupted", "\(r.stdout)")
+        var report = try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8))
+        #expect(report.lastRun?.status == .interrupted && report.workers.isEmpty, "\(r.stdout)")
         do {
             let lock = try RunLock(databasePath: database.path, wait: false)
             r = try CLI.run(["status", "--output-dir", out.path, "--json"])
-            #expect(try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8)).lastRun?.status == "running")
+            report = try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8))
+            #expect(report.lastRun?.status == .running)
+            // The run holding the lock is listed as a worker.
+            #expect(report.workers.map(\.run) == [report.lastRun!.id], "\(r.stdout)")
+            let text = try CLI.run(["status", "--output-dir", out.path]).stdout
+            #expect(text.contains("workers:") && text.contains("run #\(report.lastRun!.id) on"), "\(text)")
             _ = lock
         }
 

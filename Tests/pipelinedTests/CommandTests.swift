@@ -73,12 +73,14 @@ import Testing
         let status = try CLI.run(["status", "--output-dir", out.path, "--json"])
         #expect(status.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
-        #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "clips", "clipSeconds", "stages", "rejections", "failures", "lastRun"])
+        #expect(Set(object.keys) == ["schemaVersion", "database", "activeSources", "goneSources", "clips", "clipSeconds", "stages", "rejections", "failures", "lastRun", "workers"])
         #expect(object["schemaVersion"] as? Int == 1)
+        #expect((object["workers"] as? [Any])?.isEmpty == true, "the run has ended: no worker")
         let stages = object["stages"] as! [[String: Any]]
         #expect(stages.map { $0["stage"] as! String } == ["broken", "normalize", "scenes", "segment", "align", "sync", "quality", "publish"])
         #expect(Set(stages[0].keys).isSuperset(of: ["stage", "done", "rejected", "failed", "pending", "running", "workSeconds"]))
         #expect(stages[0]["done"] as? Int == 1 && stages[0]["rejected"] as? Int == 1 && stages[1]["done"] as? Int == 1)
+        #expect((stages[0]["recentItemsPerSecond"] as? Double ?? 0) > 0, "two items decided in the last minutes")
         let rejection = (object["rejections"] as! [[String: Any]]).first!
         #expect(rejection["stage"] as? String == "broken" && rejection["count"] as? Int == 1)
         let example = (rejection["examples"] as! [[String: Any]]).first!

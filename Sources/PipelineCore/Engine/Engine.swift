@@ -171,12 +171,12 @@ public struct Engine: Sendable {
                 // The upstream result for this item: its clip's, or its source's for the first clip stage.
                 let key = previous.stage.unit == .clip ? item.itemKey : "s\(item.source.id!)"
                 let row = upstream[key]
-                return row?.state == ItemState.done.rawValue && row?.fingerprint == previous.fingerprint
+                return row?.state == ItemState.done && row?.fingerprint == previous.fingerprint
             }
             let undecided = eligible.filter { item in
                 guard let row = current[item.itemKey], row.fingerprint == fingerprint else { return true }
-                return !(row.state == ItemState.done.rawValue || row.state == ItemState.rejected.rawValue
-                         || (row.state == ItemState.failed.rawValue && row.attempts >= configuration.run.maxAttempts))
+                return !(row.state == ItemState.done || row.state == ItemState.rejected
+                         || (row.state == ItemState.failed && row.attempts >= configuration.run.maxAttempts))
             }
             // Items whose last run died while working on them go last: the rest of the dataset
             // progresses, and a file that crashes the process ends up alone, where it can be blamed.
@@ -190,7 +190,7 @@ public struct Engine: Sendable {
             previous = (stage, fingerprint)
         }
         summary.interrupted = cancellation.isCancelled
-        try store.finishRun(id: runId, status: summary.interrupted ? "interrupted" : "finished", counts: metricsJSON(summary.counts))
+        try store.finishRun(id: runId, status: summary.interrupted ? .interrupted : .finished, counts: metricsJSON(summary.counts))
         return summary
     }
 

@@ -86,7 +86,7 @@ extension PipelineStore {
     public func supersedeResultsWithMissingFiles(order: [String], exists: (String) -> Bool) throws -> Int {
         try writer.write { db in
             var count = 0
-            for (row, files, feeds) in try currentRowsOwningFiles(gone: false, in: db) where row.state == ItemState.done.rawValue {
+            for (row, files, feeds) in try currentRowsOwningFiles(gone: false, in: db) where row.state == ItemState.done {
                 guard !files.allSatisfy(exists) else { continue }
                 try supersede(row, downstream: feeds ? Array(order.drop { $0 != row.stage }.dropFirst()) : [], in: db)
                 count += 1

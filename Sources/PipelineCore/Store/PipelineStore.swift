@@ -117,7 +117,7 @@ public struct PipelineStore: Sendable {
 
     public func beginRun(host: String, pid: Int32, version: String, now: Date = Date()) throws -> RunRecord {
         try writer.write { db in
-            var run = RunRecord(startedAt: now, heartbeatAt: now, host: host, pid: pid, version: version, status: "running")
+            var run = RunRecord(startedAt: now, heartbeatAt: now, host: host, pid: pid, version: version, status: .running)
             try run.insert(db)
             return run
         }
@@ -131,7 +131,7 @@ public struct PipelineStore: Sendable {
         }
     }
 
-    public func finishRun(id: Int64, status: String, counts: String?, now: Date = Date()) throws {
+    public func finishRun(id: Int64, status: RunStatus, counts: String?, now: Date = Date()) throws {
         try writer.write { db in
             try db.execute(sql: "UPDATE run SET finishedAt = ?, status = ?, counts = ? WHERE id = ?", arguments: [now, status, counts, id])
         }
@@ -162,10 +162,10 @@ public struct PipelineStore: Sendable {
                 let alone = inFlight[row.runId ?? -1] == 1
                 if !alone { row.attempts = max(0, row.attempts - 1) }
                 if alone && row.attempts >= maxAttempts {
-                    row.state = ItemState.failed.rawValue
+                    row.state = ItemState.failed
                     row.reason = "the pipeline process died \(row.attempts) times while working on this item alone; it may crash the decoder"
                 } else {
-                    row.state = ItemState.pending.rawValue
+                    row.state = ItemState.pending
                     row.reason = Self.interruptedReason(run: row.runId)
                 }
                 row.leaseExpiresAt = nil
@@ -351,23 +351,23 @@ public struct PipelineStore: Sendable {
                 .filter(Column("stage") == stage && Column("itemKey") == itemKey && Column("fingerprint") == fingerprint)
                 .fetchOne(db)
                 ?? StageResultRecord(stage: stage, sourceId: sourceId, clipId: clipId, itemKey: itemKey, fingerprint: fingerprint,
-                                     state: ItemState.pending.rawValue, attempts: 0, superseded: false)
-            switch ItemState(rawValue: row.state) {
-            case .done?, .rejected?:
+                                     state: ItemState.pending, attempts: 0, superseded: false)
+            switch row.state {
+            case .done, .rejected:
                 // A decision under these settings that later settings superseded (A → B → A) is made
                 // again: its artifacts may have been overwritten under B.
                 if !row.superseded { return nil }
                 row.attempts = 0
-            case .failed?:
+            case .failed:
                 if row.attempts >= maxAttempts { return nil }
                 if let next = row.nextAttemptAt, next > now { return nil }
-            case .running?:
+            case .running:
                 if let lease = row.leaseExpiresAt, lease > now, row.runId != run { return nil }
-            default: break
+            case .pending: break
             }
             try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE stage = ? AND itemKey = ? AND fingerprint != ?",
                            arguments: [stage, itemKey, fingerprint])
-            row.state = ItemState.running.rawValue
+            row.state = ItemState.running
             row.attempts += 1
             row.runId = run
             row.startedAt = now
@@ -386,12 +386,12 @@ public struct PipelineStore: Sendable {
     /// commits over the one that holds it.
     public func recordOutcome(_ claim: StageResultRecord, _ outcome: RecordedOutcome, downstreamStages: [String], now: Date = Date()) throws {
         try writer.write { db in
-            guard let held = try StageResultRecord.fetchOne(db, key: claim.id), held.state == ItemState.running.rawValue,
+            guard let held = try StageResultRecord.fetchOne(db, key: claim.id), held.state == ItemState.running,
                   held.runId == claim.runId, held.attempts == claim.attempts else {
                 throw StoreError.leaseLost(stage: claim.stage, item: claim.itemKey, run: claim.runId, attempt: claim.attempts)
             }
             var row = claim
-            row.state = outcome.state.rawValue
+            row.state = outcome.state
             row.reason = outcome.reason
             row.metrics = outcome.metrics
             row.artifactPath = outcome.artifactPath

@@ -11,8 +11,7 @@ public struct RunRecord: Codable, Sendable, FetchableRecord, MutablePersistableR
     public var host: String
     public var pid: Int32
     public var version: String
-    /// running | finished | interrupted
-    public var status: String
+    public var status: RunStatus
     /// JSON: per-stage counts of what this run did.
     public var counts: String?
 
@@ -84,7 +83,7 @@ public struct StageResultRecord: Codable, Sendable, FetchableRecord, MutablePers
     public var itemKey: String
     public var fingerprint: String
     /// pending | running | done | rejected | failed
-    public var state: String
+    public var state: ItemState
     public var attempts: Int
     public var reason: String?
     /// JSON object of the stage's measurements.
@@ -119,6 +118,16 @@ public struct AnalysisRecord: Codable, Sendable, FetchableRecord, PersistableRec
     }
 }
 
+/// A result's state, stored as checked text (`stageResult.state`; never rename a raw value).
 public enum ItemState: String, Codable, Sendable, CaseIterable {
     case pending, running, done, rejected, failed
 }
+
+/// A run's state, stored as checked text (`run.status`; never rename a raw value).
+public enum RunStatus: String, Codable, Sendable, CaseIterable {
+    case running, finished, interrupted
+}
+
+extension ItemState: DatabaseValueConvertible {}
+extension RunStatus: DatabaseValueConvertible {}
+extension StageID: DatabaseValueConvertible {}

@@ -12,6 +12,10 @@ public struct StatusReport: Codable, Sendable {
         /// Seconds of work recorded for this stage, and items per second of that work.
         public var workSeconds = 0.0
         public var itemsPerSecond: Double?
+        /// Items decided per second of wall-clock time over the last `recentWindow` seconds (or
+        /// since the oldest live worker started, if later), across every worker: the stage's
+        /// throughput now. Nil when nothing was decided in that window.
+        public var recentItemsPerSecond: Double?
         public init(stage: String) { self.stage = stage }
     }
     public struct Rejection: Codable, Sendable {
@@ -28,9 +32,22 @@ public struct StatusReport: Codable, Sendable {
         public var attempts: Int
         public var final: Bool
     }
+    /// A process working on the database now (a `run`), or one that stopped beating without
+    /// ending (`stale`: its claims go back to the queue when its lease runs out).
+    public struct Worker: Codable, Sendable {
+        public var run: Int64
+        public var host: String
+        public var pid: Int32
+        public var version: String
+        public var startedAt: Date
+        public var heartbeatAt: Date
+        /// Items it holds, by stage.
+        public var inFlight: [String: Int]
+        public var stale: Bool
+    }
     public struct LastRun: Codable, Sendable {
         public var id: Int64
-        public var status: String
+        public var status: RunStatus
         public var startedAt: Date
         public var finishedAt: Date?
         public var host: String
@@ -49,13 +66,26 @@ public struct StatusReport: Codable, Sendable {
     public var rejections: [Rejection] = []
     public var failures: [Failure] = []
     public var lastRun: LastRun?
+    public var workers: [Worker] = []
+
+    /// The window of `StageCounts.recentItemsPerSecond`, in seconds.
+    public static let recentWindow: TimeInterval = 600
 
     public init(database: String) { self.database = database }
 
     /// - Parameter stages: stage ids and units in pipeline order (pending counts follow the chain).
-    public static func load(from store: PipelineStore, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int, timelineRate: Int = 25) throws -> StatusReport {
+    public static func load(from store: PipelineStore, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int, timelineRate: Int = 25,
+                            now: Date = Date()) throws -> StatusReport {
         try store.writer.read { db in
             var report = StatusReport(database: store.path ?? ":memory:")
+            let live = try RunRecord.filter(Column("status") == RunStatus.running).order(Column("id")).fetchAll(db)
+            let inFlight = try Row.fetchAll(db, sql: "SELECT runId, stage, COUNT(*) AS n FROM stageResult WHERE state = 'running' GROUP BY runId, stage")
+            report.workers = live.map { run in
+                Worker(run: run.id!, host: run.host, pid: run.pid, version: run.version, startedAt: run.startedAt, heartbeatAt: run.heartbeatAt,
+                       inFlight: Dictionary(uniqueKeysWithValues: inFlight.filter { $0["runId"] == run.id }.map { ($0["stage"] as String, $0["n"] as Int) }),
+                       stale: run.heartbeatAt.addingTimeInterval(Lease.duration) < now)
+            }
+            let windowStart = max(now.addingTimeInterval(-Self.recentWindow), live.filter { $0.heartbeatAt.addingTimeInterval(Lease.duration) >= now }.map(\.startedAt).min() ?? .distantPast)
             report.activeSources = try SourceRecord.filter(Column("goneAt") == nil).fetchCount(db)
             report.goneSources = try SourceRecord.filter(Column("goneAt") != nil).fetchCount(db)
             let clipRow = try Row.fetchOne(db, sql: """
@@ -85,15 +115,15 @@ public struct StatusReport: Codable, Sendable {
                     .filter { activeIds.contains($0.sourceId) }
                 var counts = StageCounts(stage: stage)
                 for row in rows {
-                    switch ItemState(rawValue: row.state) {
-                    case .done?: counts.done += 1
-                    case .rejected?: counts.rejected += 1
-                    case .failed?: counts.failed += 1
-                    case .running?: counts.running += 1
-                    default: counts.pending += 1
+                    switch row.state {
+                    case .done: counts.done += 1
+                    case .rejected: counts.rejected += 1
+                    case .failed: counts.failed += 1
+                    case .running: counts.running += 1
+                    case .pending: counts.pending += 1
                     }
                     counts.workSeconds += row.seconds ?? 0
-                    if row.state == ItemState.failed.rawValue {
+                    if row.state == ItemState.failed {
                         report.failures.append(Failure(stage: stage, item: name(row), reason: row.reason ?? "",
                                                        attempts: row.attempts, final: row.attempts >= maxAttempts))
                     }
@@ -101,11 +131,14 @@ public struct StatusReport: Codable, Sendable {
                 counts.pending += max(0, eligible - rows.count)
                 let finished = counts.done + counts.rejected
                 if counts.workSeconds > 0 { counts.itemsPerSecond = Double(finished) / counts.workSeconds }
+                let recent = rows.filter { ($0.state == .done || $0.state == .rejected) && ($0.finishedAt ?? .distantPast) >= windowStart }.count
+                let window = now.timeIntervalSince(windowStart)
+                if recent > 0, window > 0 { counts.recentItemsPerSecond = Double(recent) / window }
                 report.stages.append(counts)
                 eligible = counts.done
 
                 var groups: [String: Rejection] = [:]
-                for row in rows where row.state == ItemState.rejected.rawValue {
+                for row in rows where row.state == ItemState.rejected {
                     let reason = row.reason ?? "no reason recorded"
                     let key = Self.reasonClass(reason)
                     var group = groups[key] ?? Rejection(stage: stage, reason: key, count: 0, examples: [])

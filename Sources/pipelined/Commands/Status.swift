@@ -30,8 +30,9 @@ extension Pipelined {
             } catch { throw fail(error) }
             // A run row still "running" whose lock is free belongs to a process that is gone (killed,
             // crashed, rebooted); the next run reclaims it.
-            if report.lastRun?.status == "running", !RunLock.isHeld(databasePath: path) {
-                report.lastRun?.status = "interrupted"
+            if !RunLock.isHeld(databasePath: path) {
+                if report.lastRun?.status == .running { report.lastRun?.status = .interrupted }
+                report.workers = [] // no run holds the lock: those still marked running ended without saying so
             }
             if json {
                 let encoder = JSONEncoder()

@@ -7,10 +7,20 @@ enum StatusText {
         var out = "database: \(r.database)\n"
         out += "sources: \(r.activeSources) active\(r.goneSources > 0 ? ", \(r.goneSources) gone from the input directory" : "")\n"
         out += String(format: "clips: %d (%.1f min)\n\n", r.clips, r.clipSeconds / 60)
-        out += pad("stage", 11) + ["done", "rejected", "failed", "pending", "running", "items/s"].map { lpad($0, 9) }.joined() + "\n"
+        out += pad("stage", 11) + ["done", "rejected", "failed", "pending", "running", "items/s", "now/s"].map { lpad($0, 9) }.joined() + "\n"
         for s in r.stages {
             out += pad(s.stage, 11) + [s.done, s.rejected, s.failed, s.pending, s.running].map { lpad(String($0), 9) }.joined()
-            out += lpad(s.itemsPerSecond.map { String(format: "%.2f", $0) } ?? "-", 9) + "\n"
+            out += [s.itemsPerSecond, s.recentItemsPerSecond].map { lpad($0.map { String(format: "%.2f", $0) } ?? "-", 9) }.joined() + "\n"
+        }
+        out += "(items/s: per second of work; now/s: decided per second of wall-clock time over the last \(Int(StatusReport.recentWindow / 60)) min, across workers)\n"
+        if !r.workers.isEmpty {
+            let formatter = ISO8601DateFormatter()
+            out += "\nworkers:\n"
+            for w in r.workers {
+                let held = w.inFlight.isEmpty ? "idle" : w.inFlight.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+                out += "  run #\(w.run) on \(w.host) (pid \(w.pid), pipelined \(w.version)): \(held); last heartbeat \(formatter.string(from: w.heartbeatAt))"
+                out += w.stale ? " — stale: no heartbeat for more than a lease; its items go back to the queue\n" : "\n"
+            }
         }
         if !r.rejections.isEmpty {
             out += "\nrejected:\n"
