@@ -16,7 +16,7 @@ import PipelineCore
 /// their frame range. Each kept run becomes `aligned/<name>_shot_NNN_MMM[_pK].mp4` (H.264 yuv420p,
 /// 25 fps, the run's 16 kHz mono audio) with a `.landmarks` sidecar (`AlignedLandmarks`).
 public struct AlignStage: Stage {
-    public let id = "align"
+    public let stageID = StageID.align
     public let unit = WorkUnit.clip
     public let configuration: PipelineConfiguration.Align
     public let normalize: PipelineConfiguration.Normalize

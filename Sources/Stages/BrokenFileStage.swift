@@ -14,7 +14,7 @@ import PipelineCore
 /// stream; nothing decodes; damaged packets exceed `broken.max_decode_error_rate`; the container
 /// breaks off before its end; the playable duration is below `broken.min_duration_seconds`.
 public struct BrokenFileStage: Stage {
-    public let id = "broken"
+    public let stageID = StageID.broken
     public let unit = WorkUnit.source
     public let configuration: PipelineConfiguration.Broken
     /// The timeline rate the scan selects frames for (stage 2's setting).

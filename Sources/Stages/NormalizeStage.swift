@@ -9,7 +9,7 @@ import PipelineCore
 /// `normalize.materialize = true` also writes `resampled/<relative path>.mp4` for users who want
 /// files (H.264 + AAC, 16 kHz mono).
 public struct NormalizeStage: Stage {
-    public let id = "normalize"
+    public let stageID = StageID.normalize
     public let unit = WorkUnit.source
     public let configuration: PipelineConfiguration.Normalize
 

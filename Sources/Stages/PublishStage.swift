@@ -12,7 +12,7 @@ import PipelineCore
 /// Reference: `ffmpeg -i IN -itsoffset offset/25 -i IN -map 0:v -map 1:a -c copy` (stream copy with
 /// shifted audio timestamps, leaving a gap at one end and the audio running past the other).
 public struct PublishStage: Stage {
-    public let id = "publish"
+    public let stageID = StageID.publish
     public let unit = WorkUnit.clip
     public let normalize: PipelineConfiguration.Normalize
     public static let folder = "high_visual_quality"

@@ -8,7 +8,7 @@ import PipelineCore
 /// The default here is BRISQUE from OpenCV contrib with Debian's LIVE model, lower is better, keep
 /// ≤ `quality.max_brisque`. Scores are stored apart from the decision, as in stage 6.
 public struct QualityStage: Stage {
-    public let id = "quality"
+    public let stageID = StageID.quality
     public let unit = WorkUnit.clip
     public let configuration: PipelineConfiguration.Quality
     public let device: String

@@ -11,7 +11,7 @@ import PipelineCore
 /// timeline (one scene when nothing cuts, PySceneDetect's `start_in_scene`); unlike 0.6.1 the last
 /// scene keeps the last frame.
 public struct SceneStage: Stage {
-    public let id = "scenes"
+    public let stageID = StageID.scenes
     public let unit = WorkUnit.source
     public let configuration: PipelineConfiguration.Scenes
 

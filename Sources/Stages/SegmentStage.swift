@@ -11,7 +11,7 @@ import PipelineCore
 /// `segment.materialize = true` also writes `segmented/<name>_shot_NNN_MMM.mp4` (the reference's
 /// names: shots from 001, segments from 000).
 public struct SegmentStage: Stage {
-    public let id = "segment"
+    public let stageID = StageID.segment
     public let unit = WorkUnit.source
     public let configuration: PipelineConfiguration.Segment
     public let scenesStage: SceneStage

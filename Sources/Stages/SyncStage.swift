@@ -12,7 +12,7 @@ import PipelineCore
 /// Scores are kept apart from decisions: they are stored under a key of the method, its settings
 /// and everything upstream, so changing a threshold re-decides from the stored scores.
 public struct SyncStage: Stage {
-    public let id = "sync"
+    public let stageID = StageID.sync
     public let unit = WorkUnit.clip
     public let configuration: PipelineConfiguration.Sync
     public let normalize: PipelineConfiguration.Normalize

@@ -7,8 +7,8 @@ import Foundation
 /// Why: the engine commits the outcome and everything the stage hands on in one transaction, after
 /// the artifact is in place, which is what makes `kill -9` at any instant safe.
 public protocol Stage: Sendable {
-    /// Stored in SQLite; never rename.
-    var id: String { get }
+    /// Which stage this is (stored as its raw value; never rename one).
+    var stageID: StageID { get }
     /// Sources (stages 1–4) or clips (stages 5–8).
     var unit: WorkUnit { get }
     /// Hash of the configuration and code version that affect this stage's results.
@@ -21,6 +21,8 @@ public protocol Stage: Sendable {
 }
 
 extension Stage {
+    /// The stage id as the store keeps it (`stageResult.stage`).
+    public var id: String { stageID.rawValue }
     public var outputFingerprint: String { fingerprint }
 }
 
