@@ -27,10 +27,11 @@ public func maxDifference<T: FloatingPoint>(_ a: [T], _ b: [T]) -> T {
     a.count == b.count ? zip(a, b).map { abs($0 - $1) }.max() ?? 0 : .infinity
 }
 
-/// The seed of a test's random choices: `PIPELINED_TEST_SEED` when set (to replay a failure),
-/// otherwise a fresh one. Printed either way, with the line that replays it.
-public func testSeed(_ test: String) -> UInt64 {
-    let seed = ProcessInfo.processInfo.environment["PIPELINED_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+/// The seed of a test's random choices: `PIPELINED_TEST_SEED` when set (to replay a failure or try
+/// another), otherwise `fixed` when the test gives one, otherwise a fresh one. Printed either way,
+/// with the line that replays it.
+public func testSeed(_ test: String, fixed: UInt64? = nil) -> UInt64 {
+    let seed = ProcessInfo.processInfo.environment["PIPELINED_TEST_SEED"].flatMap(UInt64.init) ?? fixed ?? UInt64.random(in: 0...UInt64.max)
     print("\(test): seed \(seed) (PIPELINED_TEST_SEED=\(seed) replays it)")
     return seed
 }
