@@ -50,12 +50,12 @@ public struct SyncScoreRecord: Codable, Sendable, Equatable, FetchableRecord, Pe
 
     public init(resultId: Int64 = 0, pieceId: Int64, scoreKey: String, offset: Int?, confidence: Double?, curve: [Double]?, kept: Bool, reason: String?) {
         self.resultId = resultId; self.pieceId = pieceId; self.scoreKey = scoreKey; self.offset = offset; self.confidence = confidence
-        self.curve = curve.map(TypedHandOffMigration.json); self.kept = kept; self.reason = reason
+        self.curve = curve.map(ScoreList.text); self.kept = kept; self.reason = reason
     }
 
     /// The per-offset scores, decoded strictly (a stored row that does not decode is an error).
     public func curveValues() throws -> [Double]? {
-        try curve.map { try JSONDecoder().decode([Double].self, from: Data($0.utf8)) }
+        try curve.map(ScoreList.values)
     }
 }
 
@@ -73,10 +73,10 @@ public struct QualityScoreRecord: Codable, Sendable, Equatable, FetchableRecord,
 
     public init(resultId: Int64 = 0, pieceId: Int64, scoreKey: String, score: Double, frameScores: [Double], kept: Bool, reason: String?) {
         self.resultId = resultId; self.pieceId = pieceId; self.scoreKey = scoreKey; self.score = score
-        self.frameScores = TypedHandOffMigration.json(frameScores); self.kept = kept; self.reason = reason
+        self.frameScores = ScoreList.text(frameScores); self.kept = kept; self.reason = reason
     }
 
-    public func frameScoreValues() throws -> [Double] { try JSONDecoder().decode([Double].self, from: Data(frameScores.utf8)) }
+    public func frameScoreValues() throws -> [Double] { try ScoreList.values(frameScores) }
 }
 
 /// A clip stage 8 published from one piece: its path (relative to the output directory), the audio
@@ -93,4 +93,13 @@ public struct PublishedClipRecord: Codable, Sendable, Equatable, FetchableRecord
     public init(resultId: Int64 = 0, pieceId: Int64, path: String, offset: Int, faceSize: Double) {
         self.resultId = resultId; self.pieceId = pieceId; self.path = path; self.offset = offset; self.faceSize = faceSize
     }
+}
+
+/// A list of scores as the hand-off tables keep it: a JSON array of numbers, read back strictly (a
+/// stored list that does not decode is an error, never an empty list).
+enum ScoreList {
+    static func text(_ values: [Double]) -> String {
+        String(decoding: (try? JSONEncoder().encode(values)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+    static func values(_ text: String) throws -> [Double] { try JSONDecoder().decode([Double].self, from: Data(text.utf8)) }
 }

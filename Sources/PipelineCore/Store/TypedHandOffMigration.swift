@@ -218,9 +218,9 @@ enum TypedHandOffMigration {
         }
     }
 
-    /// Scores as a JSON array of numbers (the form `SyncScoreRecord.curve` and
-    /// `QualityScoreRecord.frameScores` keep).
-    static func json(_ values: [Double]) -> String {
+    /// Scores as a JSON array of numbers, the form v3 keeps them in (spelled out here rather than
+    /// borrowed from today's records: a migration describes the schema as it shipped).
+    private static func json(_ values: [Double]) -> String {
         String(decoding: (try? JSONEncoder().encode(values)) ?? Data("[]".utf8), as: UTF8.self)
     }
 }
