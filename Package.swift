@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
     ],
     targets: [
         // MARK: C adapters
@@ -58,6 +59,18 @@ let package = Package(
             ]
         ),
 
+        /** The ledger on PostgreSQL (postgres-nio, driven through its EventLoopFuture API so that callers
+            block plain threads): pooled connections, transactions retried across server restarts, the
+            PostgreSQL schema's migrations, session advisory locks. */
+        .target(
+            name: "PostgresLedger",
+            dependencies: [
+                "PipelineCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: Stages
 
         /** One file per pipeline stage; where PipelineCore and Inference meet. */
@@ -73,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "pipelined",
             dependencies: [
-                "Stages", "PipelineCore", "Inference",
+                "Stages", "PipelineCore", "Inference", "PostgresLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,12 +97,16 @@ let package = Package(
         /** Model parity against golden/ on any device; links Inference only (carried to the GPU machine). */
         .executableTarget(name: "InferenceCheck", dependencies: ["Inference"], path: "Benchmarks/InferenceCheck"),
         /** The demo's talking-head inputs (a photo whose mouth follows speech), for scripts/demo.sh. */
+        /** Load on the ledger from many processes (the load test and Benchmarks/ledger-load.sh). */
+        .executableTarget(name: "LedgerLoad", dependencies: ["PipelineCore", "PostgresLedger"], path: "Benchmarks/LedgerLoad"),
         .executableTarget(name: "SampleInputs", dependencies: ["PipelineCore", "PipelineTestSupport"], path: "Benchmarks/SampleInputs"),
 
         // MARK: Tests
 
         .target(name: "PipelineTestSupport", dependencies: ["PipelineCore", "Inference"], path: "Tests/PipelineTestSupport"),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "PipelineCore", "PipelineTestSupport"]),
+        /** The PostgreSQL ledger against a real server (PipelineTestSupport's PostgresServer). */
+        .testTarget(name: "LedgerTests", dependencies: ["PostgresLedger", "PipelineCore", "PipelineTestSupport", "LedgerLoad"]),
         .testTarget(name: "PipelineCoreTests", dependencies: ["PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "pipelinedTests", dependencies: [

@@ -2,6 +2,8 @@
 // of speech, on a 1280×720 canvas, with the audio shifted by known offsets.
 //
 //   SampleInputs PHOTO.png SPEECH.f32 OUTDIR
+//   SampleInputs --talking N OUTDIR      (N 10 s clips of the sync tests' tuning family, in sync;
+//                                         the first-publish benchmark's inputs)
 //
 // PHOTO is scikit-image's 512×512 astronaut (the mouth geometry is that photo's); SPEECH is 16 kHz
 // mono float32 little-endian samples (the demo makes it with espeak-ng and ffmpeg).
@@ -10,6 +12,17 @@ import PipelineCore
 import PipelineTestSupport
 
 let arguments = CommandLine.arguments
+if arguments.count == 4, arguments[1] == "--talking", let count = Int(arguments[2]) {
+    let out = URL(fileURLWithPath: arguments[3])
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    for index in 0..<count {
+        let url = out.appendingPathComponent(String(format: "talking_%02d.mp4", index))
+        if FileManager.default.fileExists(atPath: url.path) { continue }
+        try SyncFamilies.write(SyncFamilies.tuning, index: index, offset: 0, frames: 250, to: url, seed: 1)
+        print("wrote \(url.path)")
+    }
+    exit(0)
+}
 guard arguments.count == 4 else {
     FileHandle.standardError.write(Data("usage: SampleInputs PHOTO.png SPEECH.f32 OUTDIR\n".utf8))
     exit(64)

@@ -117,7 +117,7 @@ public enum ContentScoresAnalysis {
     public static func record(_ scores: ContentScores, downscale: Int?) -> AnalysisRecord {
         AnalysisRecord(sourceId: 0, kind: kind, fingerprint: fingerprint(downscale: downscale), data: scores.serialized())
     }
-    public static func load(sourceId: Int64, downscale: Int?, from store: PipelineStore) throws -> ContentScores? {
+    public static func load(sourceId: Int64, downscale: Int?, from store: any Ledger) throws -> ContentScores? {
         guard let row = try store.analysis(sourceId: sourceId, kind: kind), row.fingerprint == fingerprint(downscale: downscale) else { return nil }
         return try ContentScores(serialized: row.data)
     }
@@ -131,7 +131,7 @@ public enum FrameMapAnalysis {
         AnalysisRecord(sourceId: 0, kind: kind, fingerprint: fingerprint(rate: rate), data: map.serialized())
     }
     /// Loads the frame map a scan stored for `sourceId` at `rate`, or nil.
-    public static func load(sourceId: Int64, rate: Rational, from store: PipelineStore) throws -> FrameMap? {
+    public static func load(sourceId: Int64, rate: Rational, from store: any Ledger) throws -> FrameMap? {
         guard let row = try store.analysis(sourceId: sourceId, kind: kind), row.fingerprint == fingerprint(rate: rate) else { return nil }
         return try FrameMap(serialized: row.data)
     }

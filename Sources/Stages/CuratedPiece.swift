@@ -33,7 +33,7 @@ public struct CuratedPiece: Codable, Sendable, Equatable {
 
     /// The pieces `stage` (align, sync or quality) handed on for `item`: those its current done
     /// result kept, in order, with the sync and quality scores recorded for them so far.
-    public static func kept(by stage: StageID, itemKey: String, name: String, store: PipelineStore) throws -> [CuratedPiece] {
+    public static func kept(by stage: StageID, itemKey: String, name: String, store: any Ledger) throws -> [CuratedPiece] {
         func current(_ stage: StageID) throws -> StageResultRecord {
             guard let row = try store.currentResult(stage: stage.rawValue, itemKey: itemKey), row.state == ItemState.done else {
                 throw StageError(stage: stage.rawValue, item: name, message: "no done \(stage.rawValue) result to build on")

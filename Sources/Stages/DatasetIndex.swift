@@ -39,7 +39,7 @@ public enum DatasetIndex {
     }
 
     /// The published clips of sources still present, in source, scene, segment order.
-    public static func entries(store: PipelineStore, configuration: PipelineConfiguration, outputDirectory: URL) throws -> [Entry] {
+    public static func entries(store: any Ledger, configuration: PipelineConfiguration, outputDirectory: URL) throws -> [Entry] {
         let fps = Double(configuration.normalize.fps)
         return try store.publishedPieces().map { p in
             Entry(video: outputDirectory.appendingPathComponent(p.publication.path).path,
@@ -53,7 +53,7 @@ public enum DatasetIndex {
 
     /// Rewrites `fileslist.txt` and `manifest.jsonl` in `outputDirectory`; returns the clip count.
     @discardableResult
-    public static func write(store: PipelineStore, configuration: PipelineConfiguration, outputDirectory: URL) throws -> Int {
+    public static func write(store: any Ledger, configuration: PipelineConfiguration, outputDirectory: URL) throws -> Int {
         let entries = try entries(store: store, configuration: configuration, outputDirectory: outputDirectory)
         let outputs = OutputFiles(root: outputDirectory)
         try outputs.publish(fileslist) { try Data(fileslistText(entries).utf8).write(to: URL(fileURLWithPath: $0)) }

@@ -15,7 +15,7 @@ public enum ReportPage {
 
         public init() {}
 
-        public static func load(store: PipelineStore) throws -> Scores {
+        public static func load(store: any Ledger) throws -> Scores {
             let current = try store.currentScores()
             var scores = Scores()
             scores.offsets = current.offsets.map(Double.init)

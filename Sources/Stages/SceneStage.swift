@@ -50,7 +50,7 @@ public enum SceneListAnalysis {
         AnalysisRecord(sourceId: 0, kind: kind, fingerprint: stage.fingerprint,
                        data: Data(metricsJSON(scenes.map { [$0.lowerBound, $0.upperBound] }).utf8))
     }
-    public static func load(sourceId: Int64, stage: SceneStage, from store: PipelineStore) throws -> [Range<Int>]? {
+    public static func load(sourceId: Int64, stage: SceneStage, from store: any Ledger) throws -> [Range<Int>]? {
         guard let row = try store.analysis(sourceId: sourceId, kind: kind), row.fingerprint == stage.fingerprint else { return nil }
         return try JSONDecoder().decode([[Int]].self, from: row.data).map { $0[0]..<$0[1] }
     }

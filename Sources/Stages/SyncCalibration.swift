@@ -98,7 +98,7 @@ public struct SyncCalibration: Codable, Sendable, Equatable {
 
     /// Scores up to `samples` pieces (a seeded random choice when there are more) against their own
     /// audio and against `mismatchedPerPiece` pieces of other sources.
-    public static func run(store: PipelineStore, configuration: PipelineConfiguration, inputDirectory: URL, outputDirectory: URL,
+    public static func run(store: any Ledger, configuration: PipelineConfiguration, inputDirectory: URL, outputDirectory: URL,
                            samples: Int, falseAcceptRate: Double, mismatchedPerPiece: Int = 3, seed: UInt64,
                            progress: (String) -> Void = { _ in }) throws -> SyncCalibration {
         var pieces: [Piece] = []

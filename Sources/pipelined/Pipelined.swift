@@ -29,6 +29,8 @@ enum ExitStatus {
     static let fatal: Int32 = 1
     static let itemsFailed: Int32 = 3
     static let itemsFailedForGood: Int32 = 4
+    /// The PostgreSQL server named by --db cannot be reached (EX_UNAVAILABLE).
+    static let databaseUnavailable: Int32 = 69
     static let locked: Int32 = 75
     static let interrupted: Int32 = 130
 }

@@ -112,7 +112,7 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// A port the kernel just gave out on loopback (bound and released: the server takes it next).
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure("socket() failed: errno \(errno)") }
         defer { close(fd) }

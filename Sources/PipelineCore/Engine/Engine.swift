@@ -18,9 +18,18 @@ public struct EngineOptions: Sendable {
     public var version: String
     /// Refuse to mark more than this share of the active sources gone in one run (1 = no limit).
     public var maxGoneShare: Double
+    /// Run each stage over all its items before the next one starts, as releases before the work
+    /// queue did (`ClaimPlan.stageBarriers`): the baseline of the first-publish benchmark.
+    public var stageBarriers: Bool
+    /// Other processes, perhaps on other hosts, work on the same ledger at the same time
+    /// (PostgreSQL): a run counts as gone only when its heartbeat is older than a lease, and the
+    /// jobs one process does for all (discovery, planning, the index, the clean-up) run inside
+    /// `exclusive`.
+    public var sharedLedger = false
 
     public init(inputDirectory: URL, outputDirectory: URL, jobs: Int, until: String? = nil, traceFile: String? = nil, version: String,
-                maxGoneShare: Double = 1) {
+                maxGoneShare: Double = 1, stageBarriers: Bool = false) {
+        self.stageBarriers = stageBarriers
         self.inputDirectory = inputDirectory
         self.outputDirectory = outputDirectory
         self.jobs = jobs
@@ -39,9 +48,10 @@ public enum ProgressEvent: Sendable {
     case hashing(files: Int, bytes: Int64)
     /// Decided results whose files were missing: made history, to be made again.
     case missingOutputs(results: Int)
-    case stageStarted(stage: String, total: Int, alreadyDecided: Int, toDo: Int)
+    /// Per stage, the items queued and in flight (at the start, about once a second while items
+    /// finish, and when the work is done).
+    case queue([StageQueue])
     case itemFinished(stage: String, item: String, state: ItemState, reason: String?, seconds: Double)
-    case stageFinished(stage: String)
 }
 
 public protocol ProgressReporter: Sendable {
@@ -84,17 +94,22 @@ public final class CancellationFlag: @unchecked Sendable {
     public var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
 
-/// Discovers inputs, resumes unfinished work and runs the stages in order over a bounded pool.
+/// Discovers inputs, resumes unfinished work and runs the stages over a bounded pool, claiming
+/// items from the store's work queue.
 public struct Engine: Sendable {
-    public let store: PipelineStore
+    public let store: any Ledger
     public let configuration: PipelineConfiguration
     public let stages: [any Stage]
     public let options: EngineOptions
     public let reporter: any ProgressReporter
     public let cancellation: CancellationFlag
+    /// Where the jobs one process does for all run (see `ExclusiveSection`).
+    public let exclusive: any ExclusiveSection
 
-    public init(store: PipelineStore, configuration: PipelineConfiguration, stages: [any Stage], options: EngineOptions,
-                reporter: any ProgressReporter, cancellation: CancellationFlag = CancellationFlag()) {
+    public init(store: any Ledger, configuration: PipelineConfiguration, stages: [any Stage], options: EngineOptions,
+                reporter: any ProgressReporter, cancellation: CancellationFlag = CancellationFlag(),
+                exclusive: any ExclusiveSection = HeldByCaller()) {
+        self.exclusive = exclusive
         self.store = store
         self.configuration = configuration
         self.stages = stages
@@ -117,26 +132,43 @@ public struct Engine: Sendable {
         return result
     }
 
-    /// Runs everything that can run. The caller holds the `RunLock`.
+    /// `plannedStages` as the store hands out their work.
+    public var claimPlan: ClaimPlan {
+        let planned = plannedStages
+        return ClaimPlan(steps: planned.indices.map { i in
+            ClaimPlan.Step(stage: planned[i].stage.id, unit: planned[i].stage.unit, fingerprint: planned[i].fingerprint,
+                           upstream: i == 0 ? nil : ClaimPlan.Upstream(stage: planned[i - 1].stage.id, unit: planned[i - 1].stage.unit,
+                                                                       fingerprint: planned[i - 1].fingerprint))
+        }, maxAttempts: configuration.run.maxAttempts, stageBarriers: options.stageBarriers)
+    }
+
+    /// Runs everything that can run. The caller holds the `RunLock` (SQLite), or passes the
+    /// ledger's `exclusive` section (PostgreSQL).
     public func run() async throws -> RunSummary {
         // Nothing is recorded before discovery has shown that the input folder is really there
         // (an unmounted disk stops the run here). (`PipelineStore(path:)` already refused a damaged
         // database.)
-        let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare,
-                                         rejectDuplicates: configuration.broken.rejectDuplicates)
-
-        let host = ProcessInfo.processInfo.hostName
-        let run = try store.beginRun(host: host, pid: getpid(), version: options.version)
-        let runId = run.id!
-        // The caller holds the RunLock, so no other run on this database is alive: whatever is
-        // still marked running was left by a process that died.
-        let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
-                                                       isAlive: { _ in false })
         let outputs = OutputFiles(root: options.outputDirectory)
-        let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory])
-        reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
-        let missing = try store.supersedeResultsWithMissingFiles(order: stages.map(\.id), exists: outputs.exists)
-        if missing > 0 { reporter.report(.missingOutputs(results: missing)) }
+        let plan = claimPlan
+        // The jobs done once for everybody: discovery, taking back what dead runs held, the check
+        // for lost files, and the planning pass that queues what is claimable.
+        let (sync, runId) = try exclusive.run { () throws -> (SourceSync, Int64) in
+            let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare,
+                                             rejectDuplicates: configuration.broken.rejectDuplicates)
+            let runId = try store.beginRun(host: ProcessInfo.processInfo.hostName, pid: getpid(), version: options.version).id!
+            // With a local ledger the caller holds the RunLock, so no other run on this database is
+            // alive: whatever is still marked running was left by a process that died. A shared
+            // ledger's other runs are alive while they heartbeat.
+            let shared = options.sharedLedger
+            let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
+                                                           isAlive: { _ in shared })
+            let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory])
+            reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
+            let missing = try store.supersedeResultsWithMissingFiles(order: stages.map(\.id), exists: outputs.exists)
+            if missing > 0 { reporter.report(.missingOutputs(results: missing)) }
+            try store.enqueueClaimable(plan)
+            return (sync, runId)
+        }
 
         let sources = try store.activeSources()
         reporter.report(.discovered(sync, active: sources.count))
@@ -150,45 +182,11 @@ public struct Engine: Sendable {
         }
         defer { heartbeat.cancel() }
 
-        var context = StageContext(store: store, configuration: configuration, inputDirectory: options.inputDirectory,
-                                   outputDirectory: options.outputDirectory, outputs: outputs,
-                                   decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)),
-                                   upstreamFingerprint: "", chainFingerprints: [:])
-        let planned = plannedStages
-        var previous: (stage: any Stage, fingerprint: String)?
-        for (stage, fingerprint, upstreamFingerprint) in planned {
-            if cancellation.isCancelled { break }
-            context.upstreamFingerprint = upstreamFingerprint
-            defer { context.chainFingerprints[stage.id] = Fingerprint.of(stage.id, stage.outputFingerprint, upstreamFingerprint) }
-            let downstream = stages.map(\.id).drop { $0 != stage.id }.dropFirst()
-            let current = try store.currentResults(stage: stage.id)
-            let upstream = try previous.map { try store.currentResults(stage: $0.stage.id) }
-            let items: [WorkItem] = try stage.unit == .source
-                ? sources.map { WorkItem(source: $0, sourcePath: path(of: $0)) }
-                : store.clipsOfActiveSources().map { WorkItem(source: $0.source, sourcePath: path(of: $0.source), clip: $0.clip) }
-            let eligible = items.filter { item in
-                guard let previous, let upstream else { return true }
-                // The upstream result for this item: its clip's, or its source's for the first clip stage.
-                let key = previous.stage.unit == .clip ? item.itemKey : "s\(item.source.id!)"
-                let row = upstream[key]
-                return row?.state == ItemState.done && row?.fingerprint == previous.fingerprint
-            }
-            let undecided = eligible.filter { item in
-                guard let row = current[item.itemKey], row.fingerprint == fingerprint else { return true }
-                return !(row.state == ItemState.done || row.state == ItemState.rejected
-                         || (row.state == ItemState.failed && row.attempts >= configuration.run.maxAttempts))
-            }
-            // Items whose last run died while working on them go last: the rest of the dataset
-            // progresses, and a file that crashes the process ends up alone, where it can be blamed.
-            let interrupted = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) == true }
-            let regular = undecided.filter { current[$0.itemKey]?.reason?.hasPrefix(PipelineStore.interruptedPrefix) != true }
-            reporter.report(.stageStarted(stage: stage.id, total: eligible.count, alreadyDecided: eligible.count - undecided.count, toDo: undecided.count))
-            let counts = try await execute(stage, fingerprint: fingerprint, items: regular, deferred: interrupted, runId: runId,
-                                           context: context, downstream: Array(downstream))
-            summary.counts[stage.id] = counts
-            reporter.report(.stageFinished(stage: stage.id))
-            previous = (stage, fingerprint)
-        }
+        summary.counts = try await work(plan, runId: runId, context: StageContext(
+            store: store, configuration: configuration, inputDirectory: options.inputDirectory,
+            outputDirectory: options.outputDirectory, outputs: outputs,
+            decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)),
+            upstreamFingerprint: "", chainFingerprints: [:]))
         summary.interrupted = cancellation.isCancelled
         try store.finishRun(id: runId, status: summary.interrupted ? .interrupted : .finished, counts: metricsJSON(summary.counts))
         return summary
@@ -236,39 +234,73 @@ public struct Engine: Sendable {
         options.inputDirectory.appendingPathComponent(source.relativePath).path
     }
 
-    /// Runs `stage` over `items`, at most `jobs` at once, each on its own thread, in `WorkQueue`'s
-    /// order; each worker keeps a `WorkerLane` for the stage's items.
-    private func execute(_ stage: any Stage, fingerprint: String, items: [WorkItem], deferred: [WorkItem], runId: Int64,
-                         context: StageContext, downstream: [String]) async throws -> [String: Int] {
-        var counts: [String: Int] = [:]
-        var queue = WorkQueue(items: items, deferred: deferred)
+    /// Claims and runs items until nothing is claimable and nothing is in flight (or the run is
+    /// cancelled): at most `jobs` at once, each on its own thread, with no barrier between stages —
+    /// an item moves on as soon as its upstream result is committed. Each worker keeps a
+    /// `WorkerLane` from one item to the next. Returns, per stage, how many items went to each state.
+    private func work(_ plan: ClaimPlan, runId: Int64, context base: StageContext) async throws -> [String: [String: Int]] {
+        // Each step's context: its upstream fingerprint chain and every earlier stage's.
+        var contexts: [StageContext] = []
+        var chain: [String: String] = [:]
+        for (stage, _, upstream) in plannedStages {
+            var context = base
+            context.upstreamFingerprint = upstream
+            context.chainFingerprints = chain
+            contexts.append(context)
+            chain[stage.id] = Fingerprint.of(stage.id, stage.outputFingerprint, upstream)
+        }
+        let planned = plannedStages.map(\.stage)
+        let order = stages.map(\.id)
+
+        var counts: [String: [String: Int]] = [:]
         let lanes = (0..<max(1, options.jobs)).map { _ in WorkerLane() }
+        var previous = [ClaimedWork?](repeating: nil, count: lanes.count)
+        var free = Array(lanes.indices.reversed())
+        var lastQueueReport = Date.distantPast
+        func reportQueue(force: Bool) {
+            guard force || Date().timeIntervalSince(lastQueueReport) >= 1, let queue = try? store.queue(plan) else { return }
+            lastQueueReport = Date()
+            reporter.report(.queue(queue))
+        }
+        reportQueue(force: true)
         defer { lanes.forEach { $0.clear() } }
-        try await withThrowingTaskGroup(of: (lane: Int, index: Int, state: ItemState?).self) { group in
-            func startNext(lane: Int, after previous: Int?) {
-                guard !cancellation.isCancelled, let index = queue.next(after: previous) else { return }
-                let item = queue[index]
-                var context = context
-                context.lane = lanes[lane]
-                group.addTask {
-                    (lane, index, try await process(stage, fingerprint: fingerprint, item: item, runId: runId, context: context, downstream: downstream))
+        try await withThrowingTaskGroup(of: (lane: Int, stage: String, state: ItemState?).self) { group in
+            var inFlight = 0
+            func claimWhileFree() throws {
+                while !cancellation.isCancelled, let lane = free.last {
+                    let after = lanes[lane].isCarrying ? previous[lane] : nil
+                    guard let work = try store.claim(plan, run: runId, after: after) else { return }
+                    free.removeLast()
+                    // What a lane carries is for the next item of the same stage only.
+                    if previous[lane]?.step != work.step { lanes[lane].clear() }
+                    previous[lane] = work
+                    var context = contexts[work.step]
+                    context.lane = lanes[lane]
+                    let stage = planned[work.step]
+                    let item = WorkItem(source: work.source, sourcePath: path(of: work.source), clip: work.clip)
+                    let downstream = Array(order.drop { $0 != stage.id }.dropFirst())
+                    let next = work.step + 1 < plan.steps.count ? plan.steps[work.step + 1] : nil
+                    inFlight += 1
+                    group.addTask {
+                        (lane, stage.id, try await process(stage, claim: work.claim, item: item, context: context, downstream: downstream, next: next))
+                    }
                 }
             }
-            for lane in lanes.indices { startNext(lane: lane, after: nil) }
-            while let (lane, index, state) = try await group.next() {
-                if let state { counts[state.rawValue, default: 0] += 1 }
-                queue.finished(index)
-                startNext(lane: lane, after: index)
+            try claimWhileFree()
+            while inFlight > 0, let (lane, stage, state) = try await group.next() {
+                inFlight -= 1
+                free.append(lane)
+                if let state { counts[stage, default: [:]][state.rawValue, default: 0] += 1 }
+                try claimWhileFree()
+                reportQueue(force: inFlight == 0)
             }
         }
         return counts
     }
 
-    private func process(_ stage: any Stage, fingerprint: String, item: WorkItem, runId: Int64,
-                         context: StageContext, downstream: [String]) async throws -> ItemState? {
-        guard let claim = try store.claimWork(stage: stage.id, sourceId: item.source.id!, clipId: item.clip?.id, itemKey: item.itemKey, fingerprint: fingerprint,
-                                              run: runId, maxAttempts: configuration.run.maxAttempts) else { return nil }
-        trace(stage.id, item.itemKey, fingerprint)
+    private func process(_ stage: any Stage, claim: StageResultRecord, item: WorkItem, context: StageContext,
+                         downstream: [String], next: ClaimPlan.Step?) async throws -> ItemState? {
+        trace(stage.id, item.itemKey, claim.fingerprint)
         let started = Date()
         let result: Result<StageOutcome, any Error> = await withCheckedContinuation { continuation in
             // Stage work blocks (decoding, encoding): it runs on its own thread, not the cooperative pool.
@@ -289,7 +321,7 @@ public struct Engine: Sendable {
                                        nextAttemptAt: Date().addingTimeInterval(backoff))
         }
         do {
-            try store.recordOutcome(claim, recorded, downstreamStages: downstream)
+            try store.recordOutcome(claim, recorded, downstreamStages: downstream, next: next, maxAttempts: configuration.run.maxAttempts)
         } catch let error as StoreError {
             guard case .leaseLost = error else { throw error }
             // Another run holds the item now; its outcome, not this one, counts.

@@ -94,3 +94,15 @@ public enum RunLockError: Error, CustomStringConvertible {
         }
     }
 }
+
+/// Where the jobs that one process does for everybody on a ledger run: discovery and planning,
+/// the dataset index, the clean-up of unowned files.
+public protocol ExclusiveSection: Sendable {
+    func run<T>(_ body: () throws -> T) throws -> T
+}
+
+/// The caller already excludes every other process (it holds the `RunLock`s of a local ledger).
+public struct HeldByCaller: ExclusiveSection {
+    public init() {}
+    public func run<T>(_ body: () throws -> T) throws -> T { try body() }
+}

@@ -47,7 +47,7 @@ public struct WorkItem: Sendable {
 
 /// What a stage may read while it runs.
 public struct StageContext: Sendable {
-    public var store: PipelineStore
+    public var store: any Ledger
     public var configuration: PipelineConfiguration
     public var inputDirectory: URL
     public var outputDirectory: URL

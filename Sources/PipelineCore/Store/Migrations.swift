@@ -101,6 +101,30 @@ enum Migrations {
             try db.create(index: "source_outputStem", on: "source", columns: ["outputStem"], unique: true)
         }
         m.registerMigration("v3-typed-handoff") { db in try TypedHandOffMigration.apply(db) }
+        // The work queue: one row per (stage, item, fingerprint) a worker may claim now. Rows are
+        // added when an item becomes claimable (its upstream result committed done, in the same
+        // transaction; a run's planning pass; a reclaimed or failed item) and removed when it is
+        // claimed, so a claim reads a few rows of an index instead of every item of every stage.
+        // It starts empty: the first run's planning pass fills it from the results.
+        m.registerMigration("v4-work-queue") { db in
+            try db.execute(sql: """
+                CREATE TABLE workQueue (
+                    stage TEXT NOT NULL CHECK (stage IN ('broken', 'normalize', 'scenes', 'segment', 'align', 'sync', 'quality', 'publish')),
+                    fingerprint TEXT NOT NULL,
+                    itemKey TEXT NOT NULL,
+                    sourceId INTEGER NOT NULL REFERENCES source(id) ON DELETE CASCADE,
+                    clipId INTEGER REFERENCES clip(id) ON DELETE CASCADE,
+                    sceneIndex INTEGER NOT NULL,
+                    segmentIndex INTEGER NOT NULL,
+                    interrupted INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1)),
+                    notBefore DATETIME,
+                    PRIMARY KEY (stage, itemKey, fingerprint)
+                );
+                CREATE INDEX workQueue_order ON workQueue (stage, fingerprint, interrupted, sourceId, sceneIndex, segmentIndex);
+                CREATE INDEX workQueue_source ON workQueue (sourceId);
+                CREATE INDEX workQueue_clip ON workQueue (clipId);
+                """)
+        }
         return m
     }
 }

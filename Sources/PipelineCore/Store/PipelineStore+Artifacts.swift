@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Output files and the rows that own them.
 ///
@@ -13,69 +12,10 @@ import GRDB
 /// no current row names. Why: a directory-based consumer of `high_visual_quality/` must see exactly
 /// the dataset, and a path that two rows name (the same name written again under new settings)
 /// must never be deleted from under the live one.
-extension PipelineStore {
-    /// Remembers the files of rows about to be deleted, inside the deleting transaction.
-    func retireArtifacts(of rows: [StageResultRecord], in db: Database, now: Date) throws {
-        try retireArtifacts(ofResults: rows.compactMap(\.id), in: db, now: now)
-    }
-
-    func retireArtifacts(ofResults ids: [Int64], in db: Database, now: Date) throws {
-        for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min(ids.count, $0 + 500)]) }) {
-            let marks = chunk.map { _ in "?" }.joined(separator: ",")
-            try db.execute(sql: "INSERT OR IGNORE INTO retiredArtifact (path, retiredAt) SELECT path, ? FROM ownedFile WHERE resultId IN (\(marks))",
-                           arguments: StatementArguments([now] + chunk))
-        }
-    }
-
-    func retire(paths: [String], in db: Database, now: Date) throws {
-        for path in paths {
-            try db.execute(sql: "INSERT OR IGNORE INTO retiredArtifact (path, retiredAt) VALUES (?, ?)", arguments: [path, now])
-        }
-    }
-
+extension Ledger {
     /// The files `result` owns, relative to the output directory.
     public func ownedFiles(result: Int64) throws -> [String] {
-        try writer.read { db in try String.fetchAll(db, sql: "SELECT path FROM ownedFile WHERE resultId = ? ORDER BY path", arguments: [result]) }
-    }
-
-    /// Makes `row` history, with every later stage's rows built on it.
-    func supersede(_ row: StageResultRecord, downstream: [String], in db: Database) throws {
-        try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE id = ?", arguments: [row.id])
-        try supersedeDownstream(of: row, stages: downstream, in: db)
-    }
-
-    /// Makes the rows of `downstream` stages built on `row` history: the clip's for a clip stage,
-    /// every clip's and the source's for a source stage.
-    func supersedeDownstream(of row: StageResultRecord, stages downstream: [String], in db: Database) throws {
-        guard !downstream.isEmpty else { return }
-        let marks = downstream.map { _ in "?" }.joined(separator: ",")
-        if let clipId = row.clipId {
-            try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE clipId = ? AND stage IN (\(marks))",
-                           arguments: StatementArguments([clipId] + downstream))
-        } else {
-            try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE sourceId = ? AND stage IN (\(marks))",
-                           arguments: StatementArguments([row.sourceId] + downstream))
-        }
-    }
-
-    /// Current rows that own files, of sources present (`gone == false`) or gone, with their files
-    /// and whether later stages read them.
-    private func currentRowsOwningFiles(gone: Bool, in db: Database) throws -> [(row: StageResultRecord, files: [String], feedsLaterStages: Bool)] {
-        let owned = try Row.fetchAll(db, sql: """
-            SELECT o.resultId, o.path, o.feedsLaterStages FROM ownedFile o
-            JOIN stageResult r ON r.id = o.resultId JOIN source s ON s.id = r.sourceId
-            WHERE r.superseded = 0 AND s.goneAt IS \(gone ? "NOT " : "")NULL
-            ORDER BY o.resultId
-            """)
-        var files: [Int64: (paths: [String], feeds: Bool)] = [:]
-        for row in owned {
-            let id: Int64 = row[0]
-            files[id, default: ([], false)].paths.append(row[1])
-            if row[2] as Bool { files[id]!.feeds = true }
-        }
-        return try StageResultRecord.filter(keys: Array(files.keys)).fetchAll(db).sorted { $0.id! < $1.id! }.map { row in
-            (row, files[row.id!]!.paths, files[row.id!]!.feeds)
-        }
+        try read { try $0.rows("SELECT path FROM ownedFile WHERE resultId = ? ORDER BY path", result).map { try $0.text("path") } }
     }
 
     /// Checks that the files behind every decided result of a present source exist (a `stat` each);
@@ -84,11 +24,11 @@ extension PipelineStore {
     /// materialised copy is only written again), so this run makes it again. `order` is every
     /// stage id in pipeline order. Returns how many results were made history.
     public func supersedeResultsWithMissingFiles(order: [String], exists: (String) -> Bool) throws -> Int {
-        try writer.write { db in
+        try transaction(now: nil) { s in
             var count = 0
-            for (row, files, feeds) in try currentRowsOwningFiles(gone: false, in: db) where row.state == ItemState.done {
+            for (row, files, feeds) in try Self.currentRowsOwningFiles(gone: false, in: s) where row.state == .done {
                 guard !files.allSatisfy(exists) else { continue }
-                try supersede(row, downstream: feeds ? Array(order.drop { $0 != row.stage }.dropFirst()) : [], in: db)
+                try Self.supersede(row, downstream: feeds ? Array(order.drop { $0 != row.stage }.dropFirst()) : [], in: s)
                 count += 1
             }
             return count
@@ -99,10 +39,10 @@ extension PipelineStore {
     /// on them), so their files are collected and a source that comes back is made again instead of
     /// being "already decided" with its files deleted. Returns how many results were made history.
     public func supersedeOutputsOfGoneSources(order: [String]) throws -> Int {
-        try writer.write { db in
+        try transaction(now: nil) { s in
             var count = 0
-            for (row, _, _) in try currentRowsOwningFiles(gone: true, in: db) {
-                try supersede(row, downstream: Array(order.drop { $0 != row.stage }.dropFirst()), in: db)
+            for (row, _, _) in try Self.currentRowsOwningFiles(gone: true, in: s) {
+                try Self.supersede(row, downstream: Array(order.drop { $0 != row.stage }.dropFirst()), in: s)
                 count += 1
             }
             return count
@@ -111,34 +51,46 @@ extension PipelineStore {
 
     /// Files that no current row names any more: those of history rows and of deleted rows.
     public func unownedArtifacts() throws -> [String] {
-        try writer.read { db in
-            try String.fetchAll(db, sql: """
-                SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE r.superseded = 1
+        try read { s in
+            try s.rows("""
+                SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE r.superseded
                 UNION SELECT path FROM retiredArtifact
-                EXCEPT SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE r.superseded = 0
+                EXCEPT SELECT o.path FROM ownedFile o JOIN stageResult r ON r.id = o.resultId WHERE NOT r.superseded
                 ORDER BY 1
-                """)
+                """).map { try $0.text("path") }
         }
     }
 
     /// Forgets retired paths whose files are gone.
     public func forgetRetiredArtifacts(_ paths: [String]) throws {
         guard !paths.isEmpty else { return }
-        try writer.write { db in
-            for path in paths { try db.execute(sql: "DELETE FROM retiredArtifact WHERE path = ?", arguments: [path]) }
+        try transaction(now: nil) { s in
+            for path in paths { try s.execute("DELETE FROM retiredArtifact WHERE path = ?", path) }
         }
     }
 
-    /// Current failed items of present sources: those a later run retries, and those that used up
-    /// their attempts.
-    public func failedItems(maxAttempts: Int) throws -> (retrying: Int, final: Int) {
-        try writer.read { db in
-            let rows = try StageResultRecord.fetchAll(db, sql: """
-                SELECT r.* FROM stageResult r JOIN source s ON s.id = r.sourceId
-                WHERE r.superseded = 0 AND r.state = 'failed' AND s.goneAt IS NULL
-                """)
-            let final = rows.filter { $0.attempts >= maxAttempts }.count
-            return (rows.count - final, final)
+    /// Makes `row` history, with every later stage's rows built on it.
+    static func supersede(_ row: StageResultRecord, downstream: [String], in s: any SQLSession) throws {
+        try s.execute("UPDATE stageResult SET superseded = TRUE WHERE id = ?", row.id!)
+        try LedgerSQL.supersedeDownstream(of: row, stages: downstream, in: s)
+    }
+
+    /// Current rows that own files, of sources present (`gone == false`) or gone, with their files
+    /// and whether later stages read them.
+    private static func currentRowsOwningFiles(gone: Bool, in s: any SQLSession) throws -> [(row: StageResultRecord, files: [String], feedsLaterStages: Bool)] {
+        // One query (an IN list of every id would outgrow the databases' limits on parameters).
+        var result: [(row: StageResultRecord, files: [String], feedsLaterStages: Bool)] = []
+        for owned in try s.rows("""
+            SELECT r.*, o.path AS ownedPath, o.feedsLaterStages FROM ownedFile o
+            JOIN stageResult r ON r.id = o.resultId JOIN source s ON s.id = r.sourceId
+            WHERE NOT r.superseded AND s.goneAt IS \(gone ? "NOT " : "")NULL
+            ORDER BY o.resultId
+            """) {
+            let id = try owned.int64("id")
+            if result.last?.row.id != id { result.append((try StageResultRecord(row: owned), [], false)) }
+            result[result.count - 1].files.append(try owned.text("ownedPath"))
+            if try owned.bool("feedsLaterStages") { result[result.count - 1].feedsLaterStages = true }
         }
+        return result
     }
 }

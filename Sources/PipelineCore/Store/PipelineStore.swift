@@ -6,7 +6,7 @@ import GRDB
 /// One `PipelineStore` owns one `DatabasePool` (WAL) for the process's lifetime. Every state change
 /// is one short write transaction behind an intent-named method, so a crash between two calls leaves
 /// the database at one of them, never between.
-public struct PipelineStore: Sendable {
+public struct PipelineStore: Ledger {
     public let writer: any DatabaseWriter
     public let path: String?
 
@@ -97,6 +97,15 @@ public struct PipelineStore: Sendable {
         try migrator.migrate(writer)
     }
 
+    /// One write transaction (`Ledger`); `now` nil is this host's clock.
+    public func transaction<T>(now: Date?, _ body: (any SQLSession) throws -> T) throws -> T {
+        try writer.write { db in try body(GRDBSession(db, now: now ?? Date())) }
+    }
+
+    public func read<T>(_ body: (any SQLSession) throws -> T) throws -> T {
+        try writer.read { db in try body(GRDBSession(db, now: Date())) }
+    }
+
     static func configuration() -> Configuration {
         var c = Configuration()
         c.foreignKeysEnabled = true
@@ -115,65 +124,9 @@ public struct PipelineStore: Sendable {
             .order(Column("id").desc).fetchOne(db)
     }
 
-    public func beginRun(host: String, pid: Int32, version: String, now: Date = Date()) throws -> RunRecord {
-        try writer.write { db in
-            var run = RunRecord(startedAt: now, heartbeatAt: now, host: host, pid: pid, version: version, status: .running)
-            try run.insert(db)
-            return run
-        }
-    }
 
-    public func heartbeat(run id: Int64, now: Date = Date()) throws {
-        try writer.write { db in
-            try db.execute(sql: "UPDATE run SET heartbeatAt = ? WHERE id = ?", arguments: [now, id])
-            try db.execute(sql: "UPDATE stageResult SET leaseExpiresAt = ? WHERE runId = ? AND state = 'running'",
-                           arguments: [now.addingTimeInterval(Lease.duration), id])
-        }
-    }
 
-    public func finishRun(id: Int64, status: RunStatus, counts: String?, now: Date = Date()) throws {
-        try writer.write { db in
-            try db.execute(sql: "UPDATE run SET finishedAt = ?, status = ?, counts = ? WHERE id = ?", arguments: [now, status, counts, id])
-        }
-    }
 
-    /// Takes back work claimed by runs that are gone: their `running` rows become `pending` again.
-    ///
-    /// Rule: an interruption counts as a failed attempt only for an item that was alone in flight
-    /// when its run died; it becomes `failed` once it has used up its attempts that way. Why: a run
-    /// killed from outside (an operator, the OOM killer, a reboot) must not use up the attempts of
-    /// every item it happened to be working on, while a file that crashes the decoder must not crash
-    /// every run after it. The engine retries interrupted items last, so such a file ends up alone
-    /// and gets blamed. Returns how many rows were reclaimed.
-    public func reclaimAbandonedWork(currentRun: Int64, maxAttempts: Int, isAlive: @Sendable (RunRecord) -> Bool, now: Date = Date()) throws -> Int {
-        try writer.write { db in
-            let runs = try RunRecord.filter(Column("status") == "running" && Column("id") != currentRun).fetchAll(db)
-            var dead: [Int64] = []
-            for run in runs where !isAlive(run) || run.heartbeatAt.addingTimeInterval(Lease.duration) < now {
-                dead.append(run.id!)
-                try db.execute(sql: "UPDATE run SET status = 'interrupted', finishedAt = COALESCE(finishedAt, heartbeatAt) WHERE id = ?", arguments: [run.id])
-            }
-            let stale = try StageResultRecord
-                .filter(Column("state") == "running" && Column("runId") != currentRun)
-                .fetchAll(db)
-                .filter { row in row.runId.map(dead.contains) ?? true || (row.leaseExpiresAt ?? .distantPast) < now }
-            let inFlight = Dictionary(grouping: stale, by: { $0.runId ?? -1 }).mapValues(\.count)
-            for var row in stale {
-                let alone = inFlight[row.runId ?? -1] == 1
-                if !alone { row.attempts = max(0, row.attempts - 1) }
-                if alone && row.attempts >= maxAttempts {
-                    row.state = ItemState.failed
-                    row.reason = "the pipeline process died \(row.attempts) times while working on this item alone; it may crash the decoder"
-                } else {
-                    row.state = ItemState.pending
-                    row.reason = Self.interruptedReason(run: row.runId)
-                }
-                row.leaseExpiresAt = nil
-                try row.update(db)
-            }
-            return stale.count
-        }
-    }
 
     static func interruptedReason(run: Int64?) -> String {
         "\(interruptedPrefix) (run \(run.map(String.init) ?? "?") ended while this item was in progress)"
@@ -218,10 +171,6 @@ public struct PipelineStore: Sendable {
         return marked
     }
 
-    /// Every source row by relative path (discovery decides with it which files to hash).
-    public func sourcesByPath() throws -> [String: SourceRecord] {
-        try writer.read { db in Dictionary(try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) }, uniquingKeysWith: { a, _ in a }) }
-    }
 
     /// Whether `file` may differ from what `known` recorded, so that its content must be hashed:
     /// size or mtime moved, or it was gone (rsync's quick check; an unchanged size and mtime is
@@ -235,232 +184,10 @@ public struct PipelineStore: Sendable {
         return known.size != file.size || known.mtime != file.mtime || problemMayHaveCleared
     }
 
-    /// Brings the `source` table in line with a scan of the input directory.
-    ///
-    /// A file is changed when its problem changed, or when its size or mtime moved and its content
-    /// hash differs (a `touch` is not a change; a rewrite in place of the same size is). Rows from
-    /// before v2 hold a partial hash that never equals a whole-file one: such a file whose size or
-    /// mtime moved is taken as changed, since its middle may have been rewritten.
-    ///
-    /// Refuses, changing nothing, to mark more than `maxGoneShare` of the active sources gone at
-    /// once: an unmounted or emptied input folder must not take the dataset out of the index (and,
-    /// with `--prune`, off the disk).
-    public func syncSources(_ files: [DiscoveredFile], maxGoneShare: Double = 1, rejectDuplicates: Bool = false, now: Date = Date()) throws -> SourceSync {
-        try writer.write { db in
-            var result = SourceSync()
-            var existing = Dictionary(uniqueKeysWithValues: try SourceRecord.fetchAll(db).map { ($0.relativePath, $0) })
-            let scanned = rejectDuplicates ? Self.markingDuplicates(files, known: existing) : files
-            let activeBefore = existing.values.filter { $0.goneAt == nil }.count
-            let present = Set(scanned.map(\.relativePath))
-            let vanishing = existing.values.filter { $0.goneAt == nil && !present.contains($0.relativePath) }
-            if !vanishing.isEmpty, Double(vanishing.count) > maxGoneShare * Double(activeBefore) {
-                throw StoreError.massRemoval(gone: vanishing.count, active: activeBefore, limit: maxGoneShare,
-                                             examples: vanishing.map(\.relativePath).sorted().prefix(3).map { $0 })
-            }
-            var taken: Set<String>?
-            for file in scanned {
-                if var known = existing.removeValue(forKey: file.relativePath) {
-                    let moved = known.size != file.size || known.mtime != file.mtime
-                    let changed = known.problem != file.problem
-                        || (moved && file.problem == nil && (file.contentHash == nil || known.contentHash != file.contentHash))
-                    if changed {
-                        // The results describe bytes that no longer exist: start the item over. The
-                        // files those results wrote are retired, to be removed at the end of the run.
-                        try retireArtifacts(of: StageResultRecord.filter(Column("sourceId") == known.id).fetchAll(db), in: db, now: now)
-                        try db.execute(sql: "DELETE FROM stageResult WHERE sourceId = ?", arguments: [known.id])
-                        try db.execute(sql: "DELETE FROM analysis WHERE sourceId = ?", arguments: [known.id])
-                        try db.execute(sql: "DELETE FROM clip WHERE sourceId = ?", arguments: [known.id])
-                        known.probe = nil
-                        known.durationSeconds = nil
-                        result.changed += 1
-                    }
-                    if known.goneAt != nil { result.returned += 1 }
-                    if changed || known.goneAt != nil || moved {
-                        known.size = file.size
-                        known.mtime = file.mtime
-                        if let hash = file.contentHash { known.contentHash = hash }
-                        known.problem = file.problem
-                        known.goneAt = nil
-                        try known.update(db)
-                    }
-                } else {
-                    if taken == nil { taken = Set(try String.fetchAll(db, sql: "SELECT outputStem FROM source WHERE outputStem IS NOT NULL")) }
-                    let stem = OutputNaming.stem(for: file.relativePath, taken: taken!)
-                    taken!.insert(stem)
-                    var record = SourceRecord(relativePath: file.relativePath, size: file.size, mtime: file.mtime,
-                                              contentHash: file.contentHash ?? "", discoveredAt: now, problem: file.problem, outputStem: stem)
-                    try record.insert(db)
-                    result.new += 1
-                }
-            }
-            for var missing in existing.values where missing.goneAt == nil {
-                missing.goneAt = now
-                try missing.update(db)
-                result.gone += 1
-            }
-            return result
-        }
-    }
 
-    public func activeSources() throws -> [SourceRecord] {
-        try writer.read { db in try SourceRecord.filter(Column("goneAt") == nil).order(Column("relativePath")).fetchAll(db) }
-    }
 
-    /// Sources that were in the input directory once and are no longer.
-    public func goneSources() throws -> [SourceRecord] {
-        try writer.read { db in try SourceRecord.filter(Column("goneAt") != nil).order(Column("relativePath")).fetchAll(db) }
-    }
 
-    /// Every result row (current or not) of the given sources, for cleaning up their files.
-    public func results(sourceIds: [Int64]) throws -> [StageResultRecord] {
-        try writer.read { db in try StageResultRecord.filter(sourceIds.contains(Column("sourceId"))).fetchAll(db) }
-    }
 
-    // MARK: Stage results
-
-    /// The current (not superseded) result of `stage` for each item, keyed by item.
-    public func currentResults(stage: String) throws -> [String: StageResultRecord] {
-        try writer.read { db in
-            let rows = try StageResultRecord.filter(Column("stage") == stage && Column("superseded") == false).fetchAll(db)
-            return Dictionary(rows.map { ($0.itemKey, $0) }, uniquingKeysWith: { a, b in (a.id ?? 0) > (b.id ?? 0) ? a : b })
-        }
-    }
-
-    /// The current result of `stage` for one item.
-    public func currentResult(stage: String, itemKey: String) throws -> StageResultRecord? {
-        try writer.read { db in
-            try StageResultRecord.filter(Column("stage") == stage && Column("itemKey") == itemKey && Column("superseded") == false)
-                .order(Column("id").desc).fetchOne(db)
-        }
-    }
-
-    /// Every recorded result of `stage` for one item, current and superseded, newest first: the
-    /// place to find scores an earlier decision under other thresholds already computed.
-    public func history(stage: String, itemKey: String) throws -> [StageResultRecord] {
-        try writer.read { db in
-            try StageResultRecord.filter(Column("stage") == stage && Column("itemKey") == itemKey).order(Column("id").desc).fetchAll(db)
-        }
-    }
-
-    /// Claims `stage` on an item under `fingerprint` for `run`, unless it is already decided or its
-    /// failures are final or backing off. Other fingerprints' rows for the item become history.
-    public func claimWork(stage: String, sourceId: Int64, clipId: Int64? = nil, itemKey: String, fingerprint: String,
-                          run: Int64, maxAttempts: Int, now: Date = Date()) throws -> StageResultRecord? {
-        try writer.write { db in
-            var row = try StageResultRecord
-                .filter(Column("stage") == stage && Column("itemKey") == itemKey && Column("fingerprint") == fingerprint)
-                .fetchOne(db)
-                ?? StageResultRecord(stage: stage, sourceId: sourceId, clipId: clipId, itemKey: itemKey, fingerprint: fingerprint,
-                                     state: ItemState.pending, attempts: 0, superseded: false)
-            switch row.state {
-            case .done, .rejected:
-                // A decision under these settings that later settings superseded (A → B → A) is made
-                // again: its artifacts may have been overwritten under B.
-                if !row.superseded { return nil }
-                row.attempts = 0
-            case .failed:
-                if row.attempts >= maxAttempts { return nil }
-                if let next = row.nextAttemptAt, next > now { return nil }
-            case .running:
-                if let lease = row.leaseExpiresAt, lease > now, row.runId != run { return nil }
-            case .pending: break
-            }
-            try db.execute(sql: "UPDATE stageResult SET superseded = 1 WHERE stage = ? AND itemKey = ? AND fingerprint != ?",
-                           arguments: [stage, itemKey, fingerprint])
-            row.state = ItemState.running
-            row.attempts += 1
-            row.runId = run
-            row.startedAt = now
-            row.finishedAt = nil
-            row.leaseExpiresAt = now.addingTimeInterval(Lease.duration)
-            row.superseded = false
-            try row.save(db)
-            return row
-        }
-    }
-
-    /// Records a stage's outcome and what it hands on, in one transaction, if `claim` still holds
-    /// the item: the row must still be running under the claim's run and attempt. Otherwise (the
-    /// claim's lease expired and the item was reclaimed, and perhaps claimed and decided by another
-    /// run) nothing is written and `StoreError.leaseLost` is thrown: a run that lost its lease never
-    /// commits over the one that holds it.
-    public func recordOutcome(_ claim: StageResultRecord, _ outcome: RecordedOutcome, downstreamStages: [String], now: Date = Date()) throws {
-        try writer.write { db in
-            guard let held = try StageResultRecord.fetchOne(db, key: claim.id), held.state == ItemState.running,
-                  held.runId == claim.runId, held.attempts == claim.attempts else {
-                throw StoreError.leaseLost(stage: claim.stage, item: claim.itemKey, run: claim.runId, attempt: claim.attempts)
-            }
-            var row = claim
-            row.state = outcome.state
-            row.reason = outcome.reason
-            row.metrics = outcome.metrics
-            row.artifactPath = outcome.artifactPath
-            row.finishedAt = now
-            row.seconds = outcome.seconds
-            row.leaseExpiresAt = nil
-            row.nextAttemptAt = outcome.nextAttemptAt
-            try row.update(db)
-            for var analysis in outcome.handOn.analyses {
-                analysis.sourceId = row.sourceId
-                try analysis.save(db)
-            }
-            if let clips = outcome.handOn.clips { try replaceClips(of: row.sourceId, with: clips, in: db, now: now) }
-            try writeHandOff(outcome.handOn, result: row.id!, in: db, now: now)
-            if let update = outcome.handOn.sourceUpdate {
-                try db.execute(sql: "UPDATE source SET probe = ?, durationSeconds = ? WHERE id = ?",
-                               arguments: [update.probe, update.durationSeconds, row.sourceId])
-            }
-            if outcome.state != .done {
-                // Later stages' results were built on a decision that no longer holds.
-                try supersedeDownstream(of: row, stages: downstreamStages, in: db)
-            }
-        }
-    }
-
-    /// Makes the source's clips equal `plans`, keeping the rows (and so every later stage's
-    /// results) of clips whose frame range did not change.
-    func replaceClips(of sourceId: Int64, with plans: [ClipRecord], in db: Database, now: Date) throws {
-        let existing = try ClipRecord.filter(Column("sourceId") == sourceId).fetchAll(db)
-        func drop(_ clip: ClipRecord) throws {
-            // Its rows go with it (cascade); the files they wrote are retired.
-            try retireArtifacts(of: StageResultRecord.filter(Column("clipId") == clip.id).fetchAll(db), in: db, now: now)
-            _ = try clip.delete(db)
-        }
-        var byKey = Dictionary(uniqueKeysWithValues: existing.map { ("\($0.sceneIndex)/\($0.segmentIndex)", $0) })
-        for var plan in plans {
-            plan.sourceId = sourceId
-            if let old = byKey.removeValue(forKey: "\(plan.sceneIndex)/\(plan.segmentIndex)") {
-                if old.startFrame == plan.startFrame && old.endFrame == plan.endFrame { continue }
-                try drop(old) // its later results described other frames
-            }
-            plan.id = nil
-            try plan.insert(db)
-        }
-        for old in byKey.values { try drop(old) }
-    }
-
-    /// Every clip of every source still in the input directory, with its source.
-    public func clipsOfActiveSources() throws -> [(source: SourceRecord, clip: ClipRecord)] {
-        try writer.read { db in
-            let sources = Dictionary(uniqueKeysWithValues: try SourceRecord.filter(Column("goneAt") == nil).fetchAll(db).map { ($0.id!, $0) })
-            return try ClipRecord.order(Column("sourceId"), Column("sceneIndex"), Column("segmentIndex")).fetchAll(db)
-                .compactMap { clip in sources[clip.sourceId].map { ($0, clip) } }
-        }
-    }
-
-    public func clips(sourceId: Int64) throws -> [ClipRecord] {
-        try writer.read { db in
-            try ClipRecord.filter(Column("sourceId") == sourceId).order(Column("sceneIndex"), Column("segmentIndex")).fetchAll(db)
-        }
-    }
-
-    // MARK: Analyses
-
-    public func analysis(sourceId: Int64, kind: String) throws -> AnalysisRecord? {
-        try writer.read { db in
-            try AnalysisRecord.filter(Column("sourceId") == sourceId && Column("kind") == kind).fetchOne(db)
-        }
-    }
 }
 
 /// How long a claim stays valid without a heartbeat (the engine beats every `Lease.heartbeat`).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PipelineCore
+import PostgresLedger
 import Stages
 
 extension Pipelined {
@@ -44,6 +45,10 @@ extension Pipelined {
 
         @Flag(name: .long, help: "Accept that more than run.max_gone_share of the inputs disappeared since the last run (they leave the index; with --prune their files are deleted).")
         var allowMassRemoval = false
+
+        @Flag(name: .long, help: ArgumentHelp("Finish each stage on every item before the next starts (how releases before 0.4 ran; for comparisons).",
+                                              visibility: .hidden))
+        var stageBarriers = false
 
         func validate() throws {
             if let until, !StageRegistry.order.contains(until) {
@@ -113,7 +118,11 @@ extension Pipelined {
             }
 
             let waitSeconds: Double? = waitTimeout ?? (wait ? .infinity : nil)
-            let locks: [RunLock]
+            var locks: [RunLock] = []
+            // A PostgreSQL ledger is shared: runs on any number of hosts work on it at once, and the
+            // jobs one of them does for all are under the ledger's advisory lock instead.
+            let postgres = store.postgresURL
+            if postgres == nil {
             do {
                 // The database's lock keeps two runs off one database; the output directory's keeps
                 // two runs with different databases off one folder of files.
@@ -128,32 +137,57 @@ extension Pipelined {
                 if case .busy = error { throw fail(error, code: ExitStatus.locked) }
                 throw fail(error)
             }
+            }
             let jobCount = jobs ?? (configuration.run.jobs > 0 ? configuration.run.jobs : ProcessInfo.processInfo.activeProcessorCount)
             let reporter: any ProgressReporter = json || quiet ? SilentReporter()
                 : (isatty(STDERR_FILENO) == 1 ? LiveReporter() as any ProgressReporter : LineReporter())
             var summary: RunSummary
+            let ledger: any Ledger
+            var exclusive: any ExclusiveSection = HeldByCaller()
+            if let postgres {
+                let database: PostgresLedgerDatabase
+                do {
+                    database = try PostgresLedgerDatabase(url: postgres)
+                    try database.migrate()
+                } catch let error as PostgresLedgerError {
+                    switch error {
+                    case .unreachable, .unavailable: throw fail(error, code: ExitStatus.databaseUnavailable)
+                    default: throw fail(error)
+                    }
+                } catch { throw fail(error) }
+                let quiet = self.quiet || json
+                exclusive = PostgresExclusiveSection(database: database) {
+                    if !quiet { Console.error("pipelined: waiting for another process's discovery, planning or index on \(database.maskedURL)\n") }
+                }
+                ledger = database
+            } else {
+                do { ledger = try PipelineStore(path: databasePath) } catch { throw fail(error) }
+            }
             do {
-                let pipelineStore = try PipelineStore(path: databasePath)
-                let engine = Engine(store: pipelineStore, configuration: configuration,
+                var options = EngineOptions(inputDirectory: inputDir, outputDirectory: outputDirectory, jobs: jobCount,
+                                            until: until, traceFile: ProcessInfo.processInfo.environment["PIPELINED_TRACE"],
+                                            version: Pipelined.version,
+                                            maxGoneShare: allowMassRemoval ? 1 : configuration.run.maxGoneShare,
+                                            stageBarriers: stageBarriers)
+                options.sharedLedger = postgres != nil
+                let engine = Engine(store: ledger, configuration: configuration,
                                     stages: StageRegistry.stages(for: configuration),
-                                    options: EngineOptions(inputDirectory: inputDir, outputDirectory: outputDirectory, jobs: jobCount,
-                                                           until: until, traceFile: ProcessInfo.processInfo.environment["PIPELINED_TRACE"],
-                                                           version: Pipelined.version,
-                                                           maxGoneShare: allowMassRemoval ? 1 : configuration.run.maxGoneShare),
-                                    reporter: reporter, cancellation: cancellation)
+                                    options: options, reporter: reporter, cancellation: cancellation, exclusive: exclusive)
                 summary = try await engine.run()
                 // The index always describes what is published now, also after an interrupted run.
-                let clips = try DatasetIndex.write(store: pipelineStore, configuration: configuration, outputDirectory: outputDirectory)
+                let clips = try exclusive.run {
+                    try DatasetIndex.write(store: ledger, configuration: configuration, outputDirectory: outputDirectory)
+                }
                 if !quiet && !json {
                     Console.error("dataset: \(clips) clip(s) in \(outputDirectory.appendingPathComponent(DatasetIndex.fileslist).path)\n")
                 }
                 // Then files no result names any more go: superseded outputs, and with --prune those
                 // of inputs that left the input directory.
-                let removed = try engine.collectOutputs(prune: prune)
+                let removed = try exclusive.run { try engine.collectOutputs(prune: prune) }
                 if !quiet && !json && !removed.isEmpty {
                     Console.error("removed \(removed.count) output file(s) no result names any more\(prune ? " (superseded, or of inputs no longer present)" : " (superseded)")\n")
                 }
-                let failing = try pipelineStore.failedItems(maxAttempts: configuration.run.maxAttempts)
+                let failing = try ledger.failedItems(maxAttempts: configuration.run.maxAttempts)
                 summary.failing = RunSummary.Failing(retrying: failing.retrying, final: failing.final)
             } catch { throw fail(error) }
             (reporter as? LiveReporter)?.finish()

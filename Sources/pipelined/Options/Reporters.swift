@@ -1,5 +1,6 @@
 import Foundation
 import PipelineCore
+import Synchronization
 
 /// No output (for --quiet and --json).
 struct SilentReporter: ProgressReporter {
@@ -7,7 +8,8 @@ struct SilentReporter: ProgressReporter {
 }
 
 /// Plain log lines, for pipes and cron logs.
-struct LineReporter: ProgressReporter {
+final class LineReporter: ProgressReporter {
+    private let started = Mutex(false)
     func report(_ event: ProgressEvent) {
         let line: String? = switch event {
         case let .discovered(sync, active):
@@ -19,20 +21,27 @@ struct LineReporter: ProgressReporter {
             String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
         case let .missingOutputs(results):
             "missing files: \(results) decided result(s) lost their output files; they are made again"
-        case let .stageStarted(stage, total, decided, toDo):
-            "\(stage): \(toDo) to do, \(decided) of \(total) already decided"
+        case let .queue(stages):
+            // Only the first: later ones repeat what the item lines say.
+            started.withLock { started in
+                defer { started = true }
+                guard !started else { return nil }
+                let queued = stages.filter { $0.queued > 0 }.map { "\($0.stage) \($0.queued)" }
+                return "queued: " + (queued.isEmpty ? "nothing to do" : queued.joined(separator: ", "))
+            }
         case let .itemFinished(stage, item, state, reason, seconds):
             "\(stage): \(state.rawValue) \(item)\(reason.map { " — \($0)" } ?? "") [\(String(format: "%.2f", seconds)) s]"
-        case .stageFinished: nil
         }
         if let line { Console.error((line + "\n")) }
     }
 }
 
-/// A live display on a terminal: one line per stage with done/total, items/s and ETA, redrawn in place.
+/// A live display on a terminal: one line per stage with what this run decided, what is queued and
+/// in flight, and items/s, redrawn in place. Stages run side by side: an item moves on as soon as
+/// its upstream result is committed.
 final class LiveReporter: ProgressReporter, @unchecked Sendable {
     // @unchecked: all state is behind `lock`; events arrive from worker tasks.
-    private struct Row { var stage: String; var total: Int; var decided: Int; var done = 0; var rejected = 0; var failed = 0; var started = Date(); var finished: Date? }
+    private struct Row { var stage: String; var queued = 0; var running = 0; var done = 0; var rejected = 0; var failed = 0; var first: Date?; var last: Date? }
     private let lock = NSLock()
     private var header = ""
     private var rows: [Row] = []
@@ -48,19 +57,25 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
         case .reclaimed, .missingOutputs: return
         case let .hashing(files, bytes):
             header = String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
-        case let .stageStarted(stage, total, decided, _):
-            rows.append(Row(stage: stage, total: total, decided: decided))
-        case let .itemFinished(_, _, state, _, _):
-            guard !rows.isEmpty else { return }
-            switch state {
-            case .done: rows[rows.count - 1].done += 1
-            case .rejected: rows[rows.count - 1].rejected += 1
-            default: rows[rows.count - 1].failed += 1
+        case let .queue(stages):
+            for stage in stages {
+                if let i = rows.firstIndex(where: { $0.stage == stage.stage }) {
+                    rows[i].queued = stage.queued
+                    rows[i].running = stage.running
+                } else {
+                    rows.append(Row(stage: stage.stage, queued: stage.queued, running: stage.running))
+                }
             }
-        case .stageFinished:
-            if !rows.isEmpty { rows[rows.count - 1].finished = Date() }
-            draw(force: true)
-            return
+        case let .itemFinished(stage, _, state, _, seconds):
+            guard let i = rows.firstIndex(where: { $0.stage == stage }) else { return }
+            let now = Date()
+            if rows[i].first == nil { rows[i].first = now.addingTimeInterval(-seconds) }
+            rows[i].last = now
+            switch state {
+            case .done: rows[i].done += 1
+            case .rejected: rows[i].rejected += 1
+            default: rows[i].failed += 1
+            }
         }
         draw(force: false)
     }
@@ -75,12 +90,11 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
         var lines = [header]
         for row in rows {
             let processed = row.done + row.rejected + row.failed
-            let elapsed = (row.finished ?? now).timeIntervalSince(row.started)
+            let elapsed = row.first.map { (row.last ?? now).timeIntervalSince($0) } ?? 0
             let rate = elapsed > 0 ? Double(processed) / elapsed : 0
-            let remaining = row.total - row.decided - processed
-            let eta = rate > 0 && remaining > 0 ? String(format: " ETA %.0fs", Double(remaining) / rate) : ""
             let failed = row.failed > 0 ? (color ? " \u{1B}[31m\(row.failed) failed\u{1B}[0m" : " \(row.failed) failed") : ""
-            lines.append(String(format: "%-11@ %5d/%-5d %6.2f items/s  %d rejected", row.stage as NSString, row.decided + processed, row.total, rate, row.rejected) + failed + eta)
+            lines.append(String(format: "%-11@ %5d done %5d rejected %5d queued %3d running %6.2f items/s",
+                                row.stage as NSString, row.done, row.rejected, row.queued, row.running, rate) + failed)
         }
         for line in lines { text += "\u{1B}[2K" + line + "\n" }
         drawnLines = lines.count

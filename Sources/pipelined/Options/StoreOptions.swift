@@ -7,8 +7,14 @@ struct StoreOptions: ParsableArguments {
             transform: { URL(fileURLWithPath: $0) })
     var outputDir: URL?
 
-    @Option(name: .long, help: "Database file. Default: <output-dir>/pipelined.sqlite.")
+    @Option(name: .long, help: "Database: a SQLite file (default: <output-dir>/pipelined.sqlite), or a PostgreSQL URL (postgresql://user[:password]@host[:port]/database) that runs on several hosts share.")
     var db: String?
+
+    /// The PostgreSQL URL `--db` names, if it names one.
+    var postgresURL: String? {
+        guard let db, db.hasPrefix("postgresql://") || db.hasPrefix("postgres://") else { return nil }
+        return db
+    }
 
     func databasePath(outputDirectory: URL) -> String {
         db ?? outputDirectory.appendingPathComponent("pipelined.sqlite").path
