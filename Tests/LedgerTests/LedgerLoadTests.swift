@@ -9,15 +9,7 @@ import Testing
 /// on its first attempt; the claim + commit latencies and the throughput are printed.
 @Suite struct LedgerLoadTests {
     static var loadExecutable: URL {
-        get throws {
-            let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
-                              URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            for dir in candidates {
-                let url = dir.appendingPathComponent("LedgerLoad")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-            throw Fixtures.Failure(description: "LedgerLoad executable not found near \(candidates.map(\.path))")
-        }
+        get throws { try Fixtures.builtExecutable("LedgerLoad") }
     }
 
     @Test func eightWorkerProcessesCommitEveryItemOnce() throws {

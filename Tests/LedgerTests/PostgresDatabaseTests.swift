@@ -400,7 +400,7 @@ import Testing
     }
 
     @Test func anUnreachableServerIsReportedQuicklyWithoutThePassword() throws {
-        let port = try freePort()
+        let port = try PostgresServer.freePort() // bound and released: nothing listens there
         let url = "postgresql://ledger:s3cr%40t@127.0.0.1:\(port)/ledger"
         let start = Date()
         let error = #expect(throws: PostgresLedgerError.self) { try PostgresLedgerDatabase(url: url) }
@@ -473,20 +473,4 @@ private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) 
         }
     }
     group.wait()
-}
-
-/// A loopback port nothing listens on (bound, then released without listening).
-private func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TestFailure("could not bind a loopback port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -143,6 +143,17 @@ public enum Fixtures {
                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"], output: url)
     }
 
+    /// An executable SwiftPM built beside the test bundle (`pipelined`, `LedgerLoad`).
+    public static func builtExecutable(_ name: String) throws -> URL {
+        let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
+                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        for dir in candidates {
+            let url = dir.appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw Failure(description: "\(name) executable not found near \(candidates.map(\.path))")
+    }
+
     /// SHA-256 of every file under `directory` (relative path → digest), to prove inputs untouched.
     public static func digests(of directory: URL) throws -> [String: String] {
         var result: [String: String] = [:]

@@ -4,15 +4,7 @@ import PipelineTestSupport
 /// The `pipelined` executable SwiftPM built beside this test bundle.
 enum CLI {
     static var executable: URL {
-        get throws {
-            let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
-                              URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            for dir in candidates {
-                let url = dir.appendingPathComponent("pipelined")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-            throw Fixtures.Failure(description: "pipelined executable not found near \(candidates.map(\.path))")
-        }
+        get throws { try Fixtures.builtExecutable("pipelined") }
     }
 
     @discardableResult
