@@ -108,7 +108,7 @@ import Testing
         }
         let now = start.addingTimeInterval(60)
         try store.heartbeat(run: live, now: now)
-        let report = try StatusReport.load(from: store, stages: [("broken", .source)], maxAttempts: 3, now: now)
+        let report = try StatusReport.load(from: store, database: ":memory:", stages: [("broken", .source)], maxAttempts: 3, now: now)
         #expect(report.workers.map(\.run) == [stale, live])
         #expect(report.workers.map(\.stale) == [true, false])
         #expect(report.workers.map(\.inFlight) == [["broken": 1], ["broken": 1]])

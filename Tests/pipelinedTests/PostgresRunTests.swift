@@ -71,6 +71,18 @@ import Testing
         #expect(leftovers.isEmpty, "\(leftovers)")
         #expect(try Fixtures.digests(of: raw) == inputs)
 
+        // `status` reads the shared ledger: the same counts per stage as the SQLite run's, and no
+        // worker left (all three runs finished).
+        func status(_ arguments: [String]) throws -> StatusReport {
+            let r = try CLI.run(["status", "--json"] + arguments)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try JSONDecoder.iso.decode(StatusReport.self, from: Data(r.stdout.utf8))
+        }
+        let sharedStatus = try status(["--db", url]), localStatus = try status(["--output-dir", local.path])
+        func counts(_ report: StatusReport) -> [String] { report.stages.map { "\($0.stage) \($0.done)/\($0.rejected)/\($0.failed)/\($0.pending)" } }
+        #expect(counts(sharedStatus) == counts(localStatus))
+        #expect(sharedStatus.workers.isEmpty && sharedStatus.database.hasSuffix("/ledger"), "\(sharedStatus.database) \(sharedStatus.workers)")
+
         // A later run finds everything decided.
         try FileManager.default.removeItem(at: trace)
         let again = try CLI.run(["run", "--db", url, "--input-dir", raw.path, "--output-dir", shared.path, "--config", config.path, "--quiet"],

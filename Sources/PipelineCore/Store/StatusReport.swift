@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// What `pipelined status` shows, computed from the database alone.
 ///
@@ -74,44 +73,46 @@ public struct StatusReport: Codable, Sendable {
     public init(database: String) { self.database = database }
 
     /// - Parameter stages: stage ids and units in pipeline order (pending counts follow the chain).
-    public static func load(from store: PipelineStore, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int, timelineRate: Int = 25,
-                            now: Date = Date()) throws -> StatusReport {
-        try store.writer.read { db in
-            var report = StatusReport(database: store.path ?? ":memory:")
-            let live = try RunRecord.filter(Column("status") == RunStatus.running).order(Column("id")).fetchAll(db)
-            let inFlight = try Row.fetchAll(db, sql: "SELECT runId, stage, COUNT(*) AS n FROM stageResult WHERE state = 'running' GROUP BY runId, stage")
-            report.workers = live.map { run in
+    /// - Parameter database: how the report names the database (a path, or a URL with its password masked).
+    public static func load(from store: any Ledger, database: String, stages stageOrder: [(id: String, unit: WorkUnit)], maxAttempts: Int,
+                            timelineRate: Int = 25, now: Date = Date()) throws -> StatusReport {
+        try store.read { db in
+            var report = StatusReport(database: database)
+            let live = try db.rows("SELECT * FROM run WHERE status = 'running' ORDER BY id").map(RunRecord.init(row:))
+            let inFlight = try db.rows("SELECT runId, stage, COUNT(*) AS n FROM stageResult WHERE state = 'running' GROUP BY runId, stage")
+            report.workers = try live.map { run in
                 Worker(run: run.id!, host: run.host, pid: run.pid, version: run.version, startedAt: run.startedAt, heartbeatAt: run.heartbeatAt,
-                       inFlight: Dictionary(uniqueKeysWithValues: inFlight.filter { $0["runId"] == run.id }.map { ($0["stage"] as String, $0["n"] as Int) }),
+                       inFlight: Dictionary(uniqueKeysWithValues: try inFlight.filter { $0.optionalInt64("runId") == run.id }
+                                                                           .map { (try $0.text("stage"), try $0.int("n")) }),
                        stale: run.heartbeatAt.addingTimeInterval(Lease.duration) < now)
             }
             let windowStart = max(now.addingTimeInterval(-Self.recentWindow), live.filter { $0.heartbeatAt.addingTimeInterval(Lease.duration) >= now }.map(\.startedAt).min() ?? .distantPast)
-            report.activeSources = try SourceRecord.filter(Column("goneAt") == nil).fetchCount(db)
-            report.goneSources = try SourceRecord.filter(Column("goneAt") != nil).fetchCount(db)
-            let clipRow = try Row.fetchOne(db, sql: """
+            report.activeSources = Int(try db.int("SELECT COUNT(*) AS n FROM source WHERE goneAt IS NULL") ?? 0)
+            report.goneSources = Int(try db.int("SELECT COUNT(*) AS n FROM source WHERE goneAt IS NOT NULL") ?? 0)
+            let clipRow = try db.row("""
                 SELECT COUNT(*) AS n, COALESCE(SUM(c.endFrame - c.startFrame), 0) AS frames FROM clip c JOIN source s ON s.id = c.sourceId WHERE s.goneAt IS NULL
                 """)!
-            report.clips = clipRow["n"]
-            report.clipSeconds = Double(clipRow["frames"] as Int) / Double(timelineRate)
-            let activeIds = Set(try Int64.fetchAll(db, sql: "SELECT id FROM source WHERE goneAt IS NULL"))
-            let names = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, relativePath FROM source").map { ($0["id"] as Int64, $0["relativePath"] as String) })
-            let clipNames = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: """
+            report.clips = try clipRow.int("n")
+            report.clipSeconds = Double(try clipRow.int("frames")) / Double(timelineRate)
+            let activeIds = Set(try db.rows("SELECT id FROM source WHERE goneAt IS NULL").map { try $0.int64("id") })
+            let names = Dictionary(uniqueKeysWithValues: try db.rows("SELECT id, relativePath FROM source").map { (try $0.int64("id"), try $0.text("relativePath")) })
+            let clipNames = Dictionary(uniqueKeysWithValues: try db.rows("""
                 SELECT c.id, s.relativePath, c.sceneIndex, c.segmentIndex FROM clip c JOIN source s ON s.id = c.sourceId
-                """).map { ($0["id"] as Int64, "\($0["relativePath"] as String) scene \(($0["sceneIndex"] as Int) + 1) segment \($0["segmentIndex"] as Int)") })
+                """).map { (try $0.int64("id"), "\(try $0.text("relativePath")) scene \(try $0.int("sceneIndex") + 1) segment \(try $0.int("segmentIndex"))") })
             func name(_ row: StageResultRecord) -> String { row.clipId.flatMap { clipNames[$0] } ?? names[row.sourceId] ?? row.itemKey }
             var eligible = activeIds.count
             var previous: (id: String, unit: WorkUnit)?
             for (stage, unit) in stageOrder {
                 if unit == .clip, let previous, previous.unit == .source {
                     // The first clip stage sees every clip of the sources the last source stage passed.
-                    eligible = try Int.fetchOne(db, sql: """
-                        SELECT COUNT(*) FROM clip c JOIN source s ON s.id = c.sourceId
-                        JOIN stageResult r ON r.sourceId = c.sourceId AND r.stage = ? AND r.superseded = 0 AND r.state = 'done'
+                    eligible = Int(try db.int("""
+                        SELECT COUNT(*) AS n FROM clip c JOIN source s ON s.id = c.sourceId
+                        JOIN stageResult r ON r.sourceId = c.sourceId AND r.stage = ? AND NOT r.superseded AND r.state = 'done'
                         WHERE s.goneAt IS NULL
-                        """, arguments: [previous.id]) ?? 0
+                        """, previous.id) ?? 0)
                 }
                 previous = (stage, unit)
-                let rows = try StageResultRecord.filter(Column("stage") == stage && Column("superseded") == false).fetchAll(db)
+                let rows = try db.rows("SELECT * FROM stageResult WHERE stage = ? AND NOT superseded", stage).map(StageResultRecord.init(row:))
                     .filter { activeIds.contains($0.sourceId) }
                 var counts = StageCounts(stage: stage)
                 for row in rows {
@@ -148,7 +149,7 @@ public struct StatusReport: Codable, Sendable {
                 }
                 report.rejections += groups.values.sorted { ($0.count, $1.reason) > ($1.count, $0.reason) }
             }
-            if let run = try RunRecord.order(Column("id").desc).fetchOne(db) {
+            if let run = try db.row("SELECT * FROM run ORDER BY id DESC LIMIT 1").map(RunRecord.init(row:)) {
                 report.lastRun = LastRun(id: run.id!, status: run.status, startedAt: run.startedAt, finishedAt: run.finishedAt,
                                          host: run.host, pid: run.pid, version: run.version)
             }

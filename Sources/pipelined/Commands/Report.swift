@@ -23,7 +23,7 @@ extension Pipelined {
             do {
                 let configuration = try PipelineConfiguration.load(config)
                 let pipelineStore = try PipelineStore(readingOnly: path)
-                let report = try StatusReport.load(from: pipelineStore, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
+                let report = try StatusReport.load(from: pipelineStore, database: path, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
                 let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration,
                                            calibration: try SyncCalibration.load(from: outputDirectory))
                 let target = URL(fileURLWithPath: html).standardizedFileURL
