@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        // Already built for postgres-nio; the metrics endpoint uses its HTTP/1 codec.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: C adapters
@@ -71,6 +74,19 @@ let package = Package(
             ]
         ),
 
+        /** A worker's Prometheus metrics (swift-prometheus) from the engine's progress events, served
+            on `--metrics-port` over SwiftNIO's HTTP/1 codec. */
+        .target(
+            name: "WorkerMetrics",
+            dependencies: [
+                "PipelineCore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+
         // MARK: Stages
 
         /** One file per pipeline stage; where PipelineCore and Inference meet. */
@@ -86,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "pipelined",
             dependencies: [
-                "Stages", "PipelineCore", "Inference", "PostgresLedger",
+                "Stages", "PipelineCore", "Inference", "PostgresLedger", "WorkerMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -96,9 +112,9 @@ let package = Package(
         .executableTarget(name: "AlignBenchmark", dependencies: ["Stages", "PipelineCore", "PipelineTestSupport"], path: "Benchmarks/AlignBenchmark"),
         /** Model parity against golden/ on any device; links Inference only (carried to the GPU machine). */
         .executableTarget(name: "InferenceCheck", dependencies: ["Inference"], path: "Benchmarks/InferenceCheck"),
-        /** The demo's talking-head inputs (a photo whose mouth follows speech), for scripts/demo.sh. */
         /** Load on the ledger from many processes (the load test and Benchmarks/ledger-load.sh). */
         .executableTarget(name: "LedgerLoad", dependencies: ["PipelineCore", "PostgresLedger"], path: "Benchmarks/LedgerLoad"),
+        /** The demo's talking-head inputs (a photo whose mouth follows speech), for scripts/demo.sh. */
         .executableTarget(name: "SampleInputs", dependencies: ["PipelineCore", "PipelineTestSupport"], path: "Benchmarks/SampleInputs"),
 
         // MARK: Tests

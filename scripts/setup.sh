@@ -11,12 +11,14 @@ config="${1:-debug}"
 
 # opencv-data: the BRISQUE model files of stage 7; libdlib-data: the 68-point landmark model of stage 5;
 # libtorch-dev + cmake: the CPU torch backend of the Inference module (backend/torch).
+# Tests: chromium (the report), pocketsphinx-testdata and espeak-ng (speech), postgresql (the shared
+# ledger), python3-prometheus-client (an independent parser of the metrics endpoint's text format).
 packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev libsqlite3-dev
           libopencv-dev libopencv-contrib-dev opencv-data libdlib-dev libdlib-data libblas-dev liblapack-dev
           libtorch-dev cmake)
 for extra in "${@:2}"; do
     case "$extra" in
-        --tests) packages+=(chromium pocketsphinx-testdata espeak-ng postgresql) ;;
+        --tests) packages+=(chromium pocketsphinx-testdata espeak-ng postgresql python3-prometheus-client) ;;
         --demo) packages+=(espeak-ng) ;;
         *) echo "setup: unknown option $extra" >&2; exit 64 ;;
     esac

@@ -20,6 +20,8 @@ public struct QualityStage: Stage {
 
     public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
 
+    public var usesDevice: Bool { configuration.method == "hyperiqa" }
+
     /// What changes the scores (not the threshold).
     var scoreFingerprint: String {
         switch configuration.method {
@@ -39,7 +41,7 @@ public struct QualityStage: Stage {
     }
 
     /// The configured scorer: the sampled frames' scores of one clip.
-    private func scorer() throws -> (String, Int) throws -> [Double] {
+    private func scorer(device: String) throws -> (String, Int) throws -> [Double] {
         switch configuration.method {
         case "hyperiqa":
             let model = try HyperIQAQuality(weights: configuration.hyperiqaWeights, device: device)
@@ -76,7 +78,7 @@ public struct QualityStage: Stage {
                 piece.quality = stored.score
                 piece.qualityFrames = try stored.frameScoreValues()
             } else {
-                if score == nil { score = try scorer() }
+                if score == nil { score = try scorer(device: context.device ?? device) }
                 let scores = try score!(context.outputDirectory.appendingPathComponent(piece.video).path, piece.frames.count)
                 piece.qualityFrames = scores
                 piece.quality = scores.reduce(0, +) / Double(scores.count)

@@ -36,9 +36,11 @@ public struct SyncStage: Stage {
 
     public var fingerprint: String { Fingerprint.of("v1", Fingerprint.canonicalJSON(configuration)) }
 
+    public var usesDevice: Bool { configuration.method != "correlation" }
+
     public func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
         let pieces = try context.pieces(keptBy: .align, for: item)
-        let method = try Self.method(configuration, device: device)
+        let method = try Self.method(configuration, device: context.device ?? device)
         let scoreKey = Fingerprint.of(id, method.name, method.fingerprint, ScoredPieces.alignedFingerprint(context))
         let earlier = try context.store.earlierSyncScores(pieces: pieces.map(\.pieceId), scoreKey: scoreKey)
         var measured = 0

@@ -20,7 +20,7 @@ struct Pipelined: AsyncParsableCommand {
           130 interrupted (SIGINT/SIGTERM/SIGHUP); finished items are kept and the next run resumes
         """,
         version: version,
-        subcommands: [Run.self, Status.self, Export.self, Report.self, Calibrate.self, Doctor.self, Infer.self, Train.self, Eval.self]
+        subcommands: [Run.self, Work.self, Status.self, Export.self, Report.self, Calibrate.self, Doctor.self, Infer.self, Train.self, Eval.self]
     )
 }
 

@@ -207,4 +207,66 @@ import Testing
         #expect(try store.syncSources(files) == SourceSync(new: 1, changed: 0, gone: 0, returned: 1))
         #expect(throws: StoreError.self) { try store.syncSources([], maxGoneShare: 0.5) }
     }
+
+    /// A worker that stops before its items are done gives them back: pending, queued again as
+    /// interrupted, the attempt not counted; its late commit is refused; another worker takes them.
+    @Test(arguments: LedgerDriver.allCases) func aStoppingWorkerGivesBackWhatItHolds(driver: LedgerDriver) throws {
+        let (store, stopping) = try Self.store(driver, sources: 2)
+        try store.enqueueClaimable(Self.plan)
+        let first = try #require(try store.claim(Self.plan, run: stopping))
+        let second = try #require(try store.claim(Self.plan, run: stopping))
+        #expect(try store.release(run: stopping) == 2)
+        let row = try #require(try store.currentResult(stage: "broken", itemKey: first.claim.itemKey))
+        #expect(row.state == .pending && row.attempts == 0 && (row.reason ?? "").hasPrefix(PipelineStore.interruptedPrefix), "\(row)")
+        #expect(throws: StoreError.self) {
+            try store.recordOutcome(second.claim, RecordedOutcome(state: .done, seconds: 1), downstreamStages: [])
+        }
+        let other = try store.beginRun(host: "h2", pid: 2, version: "t").id!
+        var taken: [String] = []
+        while let work = try store.claim(Self.plan, run: other, only: [0]) {
+            #expect(work.claim.attempts == 1)
+            taken.append(Self.name(work))
+            try Self.finish(store, work)
+        }
+        #expect(taken.sorted() == ["broken v0.mp4", "broken v1.mp4"])
+        #expect(try store.release(run: stopping) == 0)
+    }
+
+    /// `only` limits a claim to some steps (a worker's `--stages`, a device lane's model stages),
+    /// also for the carried successor clip.
+    @Test(arguments: LedgerDriver.allCases) func aClaimTakesOnlyTheStepsItIsLimitedTo(driver: LedgerDriver) throws {
+        let (store, run) = try Self.store(driver, sources: 1)
+        try store.enqueueClaimable(Self.plan)
+        #expect(try store.claim(Self.plan, run: run, only: [2, 3]) == nil)
+        for _ in 0..<2 { try Self.finish(store, try #require(try store.claim(Self.plan, run: run, only: [0, 1]))) }
+        // Align is queued for both clips; publish takes nothing yet, align takes clip 0 then 1.
+        #expect(try store.claim(Self.plan, run: run, only: [3]) == nil)
+        let align = try #require(try store.claim(Self.plan, run: run, only: [2]))
+        #expect(Self.name(align) == "align v0.mp4#0")
+        try Self.finish(store, align)
+        // Carrying from align to publish's queue: limited to publish, the successor align clip is not handed out.
+        let publish = try #require(try store.claim(Self.plan, run: run, after: align, only: [3]))
+        #expect(Self.name(publish) == "publish v0.mp4#0")
+    }
+
+    /// A worker taken for dead (paused past its lease) that heartbeats again is marked running
+    /// again, but holds nothing; a finished run is not revived by a late heartbeat.
+    @Test(arguments: LedgerDriver.allCases) func aPausedWorkerComesBackHoldingNothing(driver: LedgerDriver) throws {
+        let (store, paused) = try Self.store(driver, sources: 1)
+        try store.enqueueClaimable(Self.plan)
+        let start = Date()
+        _ = try #require(try store.claim(Self.plan, run: paused, now: start))
+        let later = start.addingTimeInterval(Lease.duration + 1)
+        let rescuer = try store.beginRun(host: "h2", pid: 2, version: "t", now: later).id!
+        #expect(try store.reclaimAbandonedWork(currentRun: rescuer, maxAttempts: 3, isAlive: { _ in true }, now: later) == 1)
+        func status(_ run: Int64) throws -> String? {
+            try store.read { try $0.row("SELECT status FROM run WHERE id = ?", run)?.text("status") }
+        }
+        #expect(try status(paused) == "interrupted")
+        #expect(try store.heartbeat(run: paused, now: later) == 0)
+        #expect(try status(paused) == "running")
+        try store.finishRun(id: rescuer, status: .finished, counts: nil)
+        _ = try store.heartbeat(run: rescuer)
+        #expect(try status(rescuer) == "finished")
+    }
 }

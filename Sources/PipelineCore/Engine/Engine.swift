@@ -26,6 +26,14 @@ public struct EngineOptions: Sendable {
     /// jobs one process does for all (discovery, planning, the index, the clean-up) run inside
     /// `exclusive`.
     public var sharedLedger = false
+    /// Only these stages are claimed (`pipelined work --stages`); nil: every planned stage.
+    public var claimedStages: Set<String>?
+    /// Inference devices (`pipelined work --devices`): each gets a lane of its own that runs the
+    /// model-backed stages (`Stage.usesDevice`), one model replica per device, while the `jobs`
+    /// lanes run the others. Empty: every lane runs every stage on `inference.device`.
+    public var devices: [String] = []
+    /// Keep working after the queue is empty (`pipelined work`); nil: a one-shot `run`.
+    public var daemon: DaemonOptions?
 
     public init(inputDirectory: URL, outputDirectory: URL, jobs: Int, until: String? = nil, traceFile: String? = nil, version: String,
                 maxGoneShare: Double = 1, stageBarriers: Bool = false) {
@@ -40,6 +48,31 @@ public struct EngineOptions: Sendable {
     }
 }
 
+/// What `pipelined work` adds to a run: it keeps claiming until it is told to stop, notices new
+/// and changed inputs, takes back what dead workers held, and keeps the dataset index current.
+public struct DaemonOptions: Sendable {
+    /// A full rescan of the input folder at least this often (the watcher's events are hints).
+    public var rescanInterval: TimeInterval
+    /// Seconds a file's size and mtime must stand still before it is taken (`InputSettling`).
+    public var settle: TimeInterval
+    /// After a stop signal, how long items in flight may take before they are given back.
+    public var grace: TimeInterval
+    /// How often an idle worker asks the ledger for work (other workers' commits queue work).
+    public var pollInterval: TimeInterval = 1
+    /// The dataset index is rewritten at most this often while clips are being published.
+    public var indexInterval: TimeInterval = 15
+    public var watcher: InputWatcher?
+    /// Rewrites the dataset index and removes the files no result names (the CLI's job, which
+    /// the engine runs inside its exclusive section when something was decided since the last).
+    public var refreshIndex: @Sendable () throws -> Void
+
+    public init(rescanInterval: TimeInterval, settle: TimeInterval, grace: TimeInterval, watcher: InputWatcher?,
+                refreshIndex: @escaping @Sendable () throws -> Void) {
+        self.rescanInterval = rescanInterval; self.settle = settle; self.grace = grace; self.watcher = watcher
+        self.refreshIndex = refreshIndex
+    }
+}
+
 /// What the engine reports while it works; the CLI turns it into a live display, lines or JSON.
 public enum ProgressEvent: Sendable {
     case discovered(SourceSync, active: Int)
@@ -51,7 +84,13 @@ public enum ProgressEvent: Sendable {
     /// Per stage, the items queued and in flight (at the start, about once a second while items
     /// finish, and when the work is done).
     case queue([StageQueue])
+    /// A worker lane took an item (`device`: the lane's inference device, if it has one).
+    case claimed(stage: String, item: String, device: String?)
     case itemFinished(stage: String, item: String, state: ItemState, reason: String?, seconds: Double)
+    /// A long-running worker rescanned the input folder (what changed; files not settled yet).
+    case rescanned(SourceSync, unsettled: Int)
+    /// A long-running worker gave back, on stopping, the items its grace did not let it finish.
+    case released(items: Int)
 }
 
 public protocol ProgressReporter: Sendable {
@@ -139,7 +178,7 @@ public struct Engine: Sendable {
             ClaimPlan.Step(stage: planned[i].stage.id, unit: planned[i].stage.unit, fingerprint: planned[i].fingerprint,
                            upstream: i == 0 ? nil : ClaimPlan.Upstream(stage: planned[i - 1].stage.id, unit: planned[i - 1].stage.unit,
                                                                        fingerprint: planned[i - 1].fingerprint))
-        }, maxAttempts: configuration.run.maxAttempts, stageBarriers: options.stageBarriers)
+        }, maxAttempts: configuration.run.maxAttempts, stageBarriers: options.stageBarriers, retriesWithinRun: options.daemon != nil)
     }
 
     /// Runs everything that can run. The caller holds the `RunLock` (SQLite), or passes the
@@ -152,8 +191,9 @@ public struct Engine: Sendable {
         let plan = claimPlan
         // The jobs done once for everybody: discovery, taking back what dead runs held, the check
         // for lost files, and the planning pass that queues what is claimable.
+        let settling = options.daemon.map { InputSettling(settle: $0.settle) }
         let (sync, runId) = try exclusive.run { () throws -> (SourceSync, Int64) in
-            let sync = try store.syncSources(discover(), maxGoneShare: options.maxGoneShare,
+            let sync = try store.syncSources(discover(settling: settling).files, maxGoneShare: options.maxGoneShare,
                                              rejectDuplicates: configuration.broken.rejectDuplicates)
             let runId = try store.beginRun(host: ProcessInfo.processInfo.hostName, pid: getpid(), version: options.version).id!
             // With a local ledger the caller holds the RunLock, so no other run on this database is
@@ -182,22 +222,33 @@ public struct Engine: Sendable {
         }
         defer { heartbeat.cancel() }
 
-        summary.counts = try await work(plan, runId: runId, context: StageContext(
+        summary.counts = try await work(plan, runId: runId, settling: settling, context: StageContext(
             store: store, configuration: configuration, inputDirectory: options.inputDirectory,
             outputDirectory: options.outputDirectory, outputs: outputs,
             decoderThreads: max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, options.jobs)),
             upstreamFingerprint: "", chainFingerprints: [:]))
+        // The heartbeat stops before the run is marked finished: a late beat must not mark it alive.
+        heartbeat.cancel()
+        _ = await heartbeat.result
         summary.interrupted = cancellation.isCancelled
         try store.finishRun(id: runId, status: summary.interrupted ? .interrupted : .finished, counts: metricsJSON(summary.counts))
         return summary
     }
 
     /// The input directory's files, hashed where size or mtime moved (`PipelineStore.needsHash`),
-    /// `jobs` files at a time.
-    func discover() throws -> [DiscoveredFile] {
+    /// `jobs` files at a time. With `settling` (a long-running worker), files that have not stood
+    /// still long enough are left for a later scan (`InputSettling`), and not hashed.
+    func discover(settling: InputSettling? = nil) throws -> (files: [DiscoveredFile], unsettled: Int, nextSettled: Date?) {
         var files = try Discovery.scan(options.inputDirectory)
         let known = try store.sourcesByPath()
-        let wanted = files.indices.filter { PipelineStore.needsHash(files[$0], known: known[files[$0].relativePath]) }
+        var nextSettled: Date?
+        var unsettled = 0
+        if let settling {
+            let scanned = files.count
+            (files, nextSettled) = settling.filter(files, known: known)
+            unsettled = nextSettled == nil ? 0 : max(1, scanned - files.count)
+        }
+        let wanted = files.indices.filter { files[$0].contentHash == nil && PipelineStore.needsHash(files[$0], known: known[files[$0].relativePath]) }
         if !wanted.isEmpty { reporter.report(.hashing(files: wanted.count, bytes: wanted.reduce(0) { $0 + files[$1].size })) }
         let results = UnsafeSendableBox([Result<String, any Error>?](repeating: nil, count: wanted.count))
         let root = options.inputDirectory
@@ -215,7 +266,7 @@ public struct Engine: Sendable {
             case let .failure(error): files[index].problem = "the file cannot be read: \(error)"
             }
         }
-        return files
+        return (files, unsettled, nextSettled)
     }
 
     /// Files no current result names (history, a changed source's old outputs, with `prune` the
@@ -234,11 +285,38 @@ public struct Engine: Sendable {
         options.inputDirectory.appendingPathComponent(source.relativePath).path
     }
 
-    /// Claims and runs items until nothing is claimable and nothing is in flight (or the run is
-    /// cancelled): at most `jobs` at once, each on its own thread, with no barrier between stages —
-    /// an item moves on as soon as its upstream result is committed. Each worker keeps a
+    /// One worker lane: what it carries from item to item, its device, and which steps it claims.
+    private struct Lane {
+        var carry = WorkerLane()
+        var device: String?
+        /// Plan step indices this lane claims (nil: all).
+        var only: Set<Int>?
+        var previous: ClaimedWork?
+    }
+
+    /// The lanes of this worker: `jobs` lanes, plus one per device for the model-backed stages when
+    /// devices are given (the `jobs` lanes then run only the other stages).
+    private func lanes(_ planned: [any Stage]) -> [Lane] {
+        let all = Set(planned.indices)
+        let claimed = options.claimedStages.map { names in Set(planned.indices.filter { names.contains(planned[$0].id) }) } ?? all
+        let modelSteps = Set(planned.indices.filter { planned[$0].usesDevice })
+        var lanes: [Lane] = []
+        if options.devices.isEmpty || modelSteps.isEmpty {
+            lanes = (0..<max(1, options.jobs)).map { _ in Lane(only: claimed == all ? nil : claimed) }
+        } else {
+            let cpu = claimed.subtracting(modelSteps), model = claimed.intersection(modelSteps)
+            if !cpu.isEmpty { lanes += (0..<max(1, options.jobs)).map { _ in Lane(only: cpu) } }
+            if !model.isEmpty { lanes += options.devices.map { Lane(device: $0, only: model) } }
+        }
+        return lanes
+    }
+
+    /// Claims and runs items until nothing is claimable and nothing is in flight (a one-shot run,
+    /// or a cancelled one), or, for a long-running worker (`options.daemon`), until it is told to
+    /// stop: at most one item per lane at once, each on its own thread, with no barrier between
+    /// stages — an item moves on as soon as its upstream result is committed. Each lane keeps a
     /// `WorkerLane` from one item to the next. Returns, per stage, how many items went to each state.
-    private func work(_ plan: ClaimPlan, runId: Int64, context base: StageContext) async throws -> [String: [String: Int]] {
+    private func work(_ plan: ClaimPlan, runId: Int64, settling: InputSettling?, context base: StageContext) async throws -> [String: [String: Int]] {
         // Each step's context: its upstream fingerprint chain and every earlier stage's.
         var contexts: [StageContext] = []
         var chain: [String: String] = [:]
@@ -251,11 +329,12 @@ public struct Engine: Sendable {
         }
         let planned = plannedStages.map(\.stage)
         let order = stages.map(\.id)
+        let daemon = options.daemon
+        let threads = ItemThreads()
 
         var counts: [String: [String: Int]] = [:]
-        let lanes = (0..<max(1, options.jobs)).map { _ in WorkerLane() }
-        var previous = [ClaimedWork?](repeating: nil, count: lanes.count)
-        var free = Array(lanes.indices.reversed())
+        var lanes = self.lanes(planned)
+        var free = Array(lanes.indices)
         var lastQueueReport = Date.distantPast
         func reportQueue(force: Bool) {
             guard force || Date().timeIntervalSince(lastQueueReport) >= 1, let queue = try? store.queue(plan) else { return }
@@ -263,50 +342,153 @@ public struct Engine: Sendable {
             reporter.report(.queue(queue))
         }
         reportQueue(force: true)
-        defer { lanes.forEach { $0.clear() } }
-        try await withThrowingTaskGroup(of: (lane: Int, stage: String, state: ItemState?).self) { group in
+        defer { lanes.forEach { $0.carry.clear() } }
+
+        // A long-running worker's housekeeping, between claims.
+        var housekeeping = daemon.map { Housekeeping(options: $0, rescueInterval: Lease.duration / 4) }
+        var cancelledAt: Date?
+        var abandoned = false
+
+        enum Event { case finished(lane: Int, stage: String, state: ItemState?), tick }
+        try await withThrowingTaskGroup(of: Event.self) { group in
             var inFlight = 0
+            var tickPending = false
+            func scheduleTick() {
+                guard let daemon, !tickPending, !abandoned else { return }
+                tickPending = true
+                group.addTask {
+                    try? await Task.sleep(nanoseconds: UInt64(daemon.pollInterval * 1e9))
+                    return .tick
+                }
+            }
             func claimWhileFree() throws {
-                while !cancellation.isCancelled, let lane = free.last {
-                    let after = lanes[lane].isCarrying ? previous[lane] : nil
-                    guard let work = try store.claim(plan, run: runId, after: after) else { return }
-                    free.removeLast()
+                // Lanes with the same steps share an answer: once one finds nothing, the others would too.
+                var empty = Set<Set<Int>?>()
+                var k = 0
+                while !cancellation.isCancelled, k < free.count {
+                    let index = free[k]
+                    guard !empty.contains(lanes[index].only) else { k += 1; continue }
+                    let after = lanes[index].carry.isCarrying ? lanes[index].previous : nil
+                    guard let work = try store.claim(plan, run: runId, after: after, only: lanes[index].only) else {
+                        empty.insert(lanes[index].only)
+                        k += 1
+                        continue
+                    }
+                    free.remove(at: k)
                     // What a lane carries is for the next item of the same stage only.
-                    if previous[lane]?.step != work.step { lanes[lane].clear() }
-                    previous[lane] = work
+                    if lanes[index].previous?.step != work.step { lanes[index].carry.clear() }
+                    lanes[index].previous = work
                     var context = contexts[work.step]
-                    context.lane = lanes[lane]
+                    context.lane = lanes[index].carry
+                    context.device = lanes[index].device
                     let stage = planned[work.step]
                     let item = WorkItem(source: work.source, sourcePath: path(of: work.source), clip: work.clip)
                     let downstream = Array(order.drop { $0 != stage.id }.dropFirst())
                     let next = work.step + 1 < plan.steps.count ? plan.steps[work.step + 1] : nil
+                    reporter.report(.claimed(stage: stage.id, item: item.name, device: lanes[index].device))
                     inFlight += 1
                     group.addTask {
-                        (lane, stage.id, try await process(stage, claim: work.claim, item: item, context: context, downstream: downstream, next: next))
+                        .finished(lane: index, stage: stage.id,
+                                  state: try await process(stage, claim: work.claim, item: item, context: context, downstream: downstream,
+                                                           next: next, threads: threads))
                     }
                 }
             }
             try claimWhileFree()
-            while inFlight > 0, let (lane, stage, state) = try await group.next() {
-                inFlight -= 1
-                free.append(lane)
-                if let state { counts[stage, default: [:]][state.rawValue, default: 0] += 1 }
+            scheduleTick()
+            while inFlight > 0 || tickPending, let event = try await group.next() {
+                switch event {
+                case let .finished(lane, stage, state):
+                    inFlight -= 1
+                    free.append(lane)
+                    if let state {
+                        counts[stage, default: [:]][state.rawValue, default: 0] += 1
+                        housekeeping?.decided = true
+                    }
+                case .tick:
+                    tickPending = false
+                    if cancellation.isCancelled {
+                        let since = cancelledAt ?? Date()
+                        cancelledAt = since
+                        if let daemon, inFlight > 0, Date().timeIntervalSince(since) >= daemon.grace {
+                            // The grace is over: what is still running is given back to the ledger
+                            // (below) and its threads' late outcomes are dropped.
+                            abandoned = true
+                            threads.abandonAll()
+                        }
+                        if inFlight > 0 { scheduleTick() }
+                    } else {
+                        try housekeeping?.run(engine: self, plan: plan, runId: runId, settling: settling, idle: inFlight == 0)
+                        scheduleTick()
+                    }
+                }
                 try claimWhileFree()
                 reportQueue(force: inFlight == 0)
             }
         }
+        if abandoned {
+            let released = try store.release(run: runId)
+            reporter.report(.released(items: released))
+        }
+        // Whatever was decided since the last index is in the index when a worker stops.
+        if let daemon, housekeeping?.decided ?? false { try exclusive.run { try daemon.refreshIndex() } }
         return counts
     }
 
+    /// A long-running worker's periodic jobs: rescans of the input folder, taking back what dead
+    /// workers held (on a shared ledger), and the dataset index.
+    private struct Housekeeping {
+        var options: DaemonOptions
+        var rescueInterval: TimeInterval
+        var lastScan = Date()
+        var nextSettled: Date?
+        var lastRescue = Date()
+        var lastIndex = Date.distantPast
+        /// Something was decided since the index was last written.
+        var decided = false
+
+        mutating func run(engine: Engine, plan: ClaimPlan, runId: Int64, settling: InputSettling?, idle: Bool) throws {
+            let now = Date()
+            let changed = options.watcher?.take()
+            if changed != nil || now.timeIntervalSince(lastScan) >= options.rescanInterval || nextSettled.map({ now >= $0 }) ?? false {
+                lastScan = now
+                let result = try engine.exclusive.run { () throws -> (SourceSync, Int, Date?) in
+                    let found = try engine.discover(settling: settling)
+                    let sync = try engine.store.syncSources(found.files, maxGoneShare: engine.options.maxGoneShare,
+                                                            rejectDuplicates: engine.configuration.broken.rejectDuplicates)
+                    if sync.new + sync.changed + sync.gone + sync.returned > 0 { try engine.store.enqueueClaimable(plan) }
+                    return (sync, found.unsettled, found.nextSettled)
+                }
+                nextSettled = result.2
+                if result.0.new + result.0.changed + result.0.gone + result.0.returned > 0 {
+                    decided = true
+                    engine.reporter.report(.rescanned(result.0, unsettled: result.1))
+                } else if result.1 > 0 {
+                    engine.reporter.report(.rescanned(result.0, unsettled: result.1))
+                }
+            }
+            if engine.options.sharedLedger, now.timeIntervalSince(lastRescue) >= rescueInterval {
+                lastRescue = now
+                let reclaimed = try engine.exclusive.run {
+                    try engine.store.reclaimAbandonedWork(currentRun: runId, maxAttempts: engine.configuration.run.maxAttempts, isAlive: { _ in true })
+                }
+                if reclaimed > 0 { engine.reporter.report(.reclaimed(items: reclaimed, temporaries: 0)) }
+            }
+            if decided, idle || now.timeIntervalSince(lastIndex) >= options.indexInterval {
+                decided = false
+                lastIndex = now
+                try engine.exclusive.run { try options.refreshIndex() }
+            }
+        }
+    }
+
     private func process(_ stage: any Stage, claim: StageResultRecord, item: WorkItem, context: StageContext,
-                         downstream: [String], next: ClaimPlan.Step?) async throws -> ItemState? {
+                         downstream: [String], next: ClaimPlan.Step?, threads: ItemThreads) async throws -> ItemState? {
         trace(stage.id, item.itemKey, claim.fingerprint)
         let started = Date()
-        let result: Result<StageOutcome, any Error> = await withCheckedContinuation { continuation in
-            // Stage work blocks (decoding, encoding): it runs on its own thread, not the cooperative pool.
-            Thread.detachNewThread {
-                continuation.resume(returning: Result { try stage.run(item, in: context) })
-            }
+        // Stage work blocks (decoding, encoding): it runs on its own thread, not the cooperative pool.
+        guard let result = await threads.run({ try stage.run(item, in: context) }) else {
+            return nil // abandoned at the end of a stop's grace: the item is given back, not recorded
         }
         let seconds = Date().timeIntervalSince(started)
         var recorded: RecordedOutcome
@@ -339,5 +521,43 @@ public struct Engine: Sendable {
         defer { close(fd) }
         let line = "\(stage)\t\(item)\t\(fingerprint)\n"
         _ = line.withCString { write(fd, $0, strlen($0)) }
+    }
+}
+
+/// The threads items run on. A stop whose grace is over abandons the items still running: their
+/// awaiting tasks return at once, and the threads' late outcomes are dropped.
+final class ItemThreads: @unchecked Sendable {
+    // @unchecked: every stored property is guarded by `lock`.
+    private let lock = NSLock()
+    private var waiting: [Int: CheckedContinuation<Result<StageOutcome, any Error>?, Never>] = [:]
+    private var nextId = 0
+    private var abandoned = false
+
+    /// The outcome of `body` on a thread of its own, or nil when abandoned.
+    func run(_ body: @escaping @Sendable () throws -> StageOutcome) async -> Result<StageOutcome, any Error>? {
+        await withCheckedContinuation { continuation in
+            lock.lock()
+            guard !abandoned else { lock.unlock(); continuation.resume(returning: nil); return }
+            let id = nextId
+            nextId += 1
+            waiting[id] = continuation
+            lock.unlock()
+            Thread.detachNewThread { [self] in
+                let result = Result { try body() }
+                lock.lock()
+                let waiter = waiting.removeValue(forKey: id)
+                lock.unlock()
+                waiter?.resume(returning: result)
+            }
+        }
+    }
+
+    func abandonAll() {
+        lock.lock()
+        abandoned = true
+        let all = Array(waiting.values)
+        waiting = [:]
+        lock.unlock()
+        all.forEach { $0.resume(returning: nil) }
     }
 }

@@ -17,6 +17,9 @@ public protocol Stage: Sendable {
     /// this stage's own side outputs (whether a copy is written, its CRF) are left out, so that
     /// toggling them does not redo later work. Defaults to `fingerprint`.
     var outputFingerprint: String { get }
+    /// Whether the stage runs a model on an inference device (`StageContext.device`): a worker
+    /// runs such stages on its device lanes, one model replica per device. Defaults to false.
+    var usesDevice: Bool { get }
     func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome
 }
 
@@ -24,6 +27,7 @@ extension Stage {
     /// The stage id as the store keeps it (`stageResult.stage`).
     public var id: String { stageID.rawValue }
     public var outputFingerprint: String { fingerprint }
+    public var usesDevice: Bool { false }
 }
 
 public enum WorkUnit: String, Sendable { case source, clip }
@@ -63,6 +67,9 @@ public struct StageContext: Sendable {
     public var chainFingerprints: [String: String]
     /// The worker this item runs on: what the worker's previous item of the same stage left for it.
     public var lane = WorkerLane()
+    /// The inference device of the worker lane this item runs on (`pipelined work --devices`);
+    /// nil: the configuration's `inference.device`.
+    public var device: String?
 }
 
 /// A stage's verdict on one item. A rejection is data, not an error.

@@ -131,6 +131,9 @@ public struct PipelineStore: Ledger {
     static func interruptedReason(run: Int64?) -> String {
         "\(interruptedPrefix) (run \(run.map(String.init) ?? "?") ended while this item was in progress)"
     }
+    static func releasedReason(run: Int64) -> String {
+        "\(interruptedPrefix) (run \(run) stopped and gave this item back before finishing it)"
+    }
     /// Marks a pending row as one whose run died; the engine retries such rows last.
     public static let interruptedPrefix = "interrupted"
 

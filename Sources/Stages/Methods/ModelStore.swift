@@ -87,3 +87,20 @@ public enum ModelMethods {
     /// Resolves `device` on the backend now, so that a bad `--device` fails before any work starts.
     public static func validateDevice(_ device: String) throws { _ = try ModelStore.device(device) }
 }
+
+extension ModelMethods {
+    /// The devices a worker uses by default for its model-backed stages: every visible CUDA
+    /// device, else the CPU.
+    public static func visibleDevices() throws -> [String] {
+        let count = try TorchBackend.shared().cudaDeviceCount
+        return count > 0 ? (0..<count).map { "cuda:\($0)" } : ["cpu"]
+    }
+
+    /// Bytes the CUDA caching allocator has allocated and reserved on `device` (nil for the CPU,
+    /// or where the backend cannot say): the worker's device-memory metric.
+    public static func deviceMemory(_ device: String) -> (allocated: Int, reserved: Int)? {
+        guard let backend = try? TorchBackend.shared(), let resolved = try? backend.device(device),
+              let stats = try? backend.memoryStats(resolved) else { return nil }
+        return (stats.allocated, stats.reserved)
+    }
+}

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import PipelineCore
-import PostgresLedger
 import Stages
 
 extension Pipelined {
@@ -98,100 +97,37 @@ extension Pipelined {
             // is awaited must drain, not kill.
             let cancellation = CancellationFlag()
             let signals = SignalHandling.install(cancellation, quiet: quiet || json)
-            var configuration: PipelineConfiguration
-            do {
-                configuration = try PipelineConfiguration.load(config)
-                // Model files are checked now, not per item: a missing one would fail every clip.
-                try configuration.checkModelFiles(source: config?.path ?? "pipeline.conf (defaults)")
-            } catch { throw fail(error) }
-            if let device { configuration.inference.device = device }
-            // A model-backed method on a device the backend cannot serve fails now, not on the first clip.
-            if ModelMethods.needed(by: configuration) {
-                do { try ModelMethods.validateDevice(configuration.inference.device) } catch { throw fail(error) }
-            }
-            let outputDirectory = store.outputDir ?? inputDir.standardizedFileURL.deletingLastPathComponent()
-            let databasePath = store.databasePath(outputDirectory: outputDirectory)
-            // Everything about the folders is checked before anything is created.
-            do { try Self.checkLayout(input: inputDir, output: outputDirectory, database: databasePath) } catch { throw fail(error) }
-            do { try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true) } catch {
-                throw fail(CLIError("cannot create the output directory \(outputDirectory.path): \(UserFacing.describe(error))"))
-            }
-
-            let waitSeconds: Double? = waitTimeout ?? (wait ? .infinity : nil)
-            var locks: [RunLock] = []
-            // A PostgreSQL ledger is shared: runs on any number of hosts work on it at once, and the
-            // jobs one of them does for all are under the ledger's advisory lock instead.
-            let postgres = store.postgresURL
-            if postgres == nil {
-            do {
-                // The database's lock keeps two runs off one database; the output directory's keeps
-                // two runs with different databases off one folder of files.
-                let quiet = self.quiet || json
-                func waiting(_ lock: String) -> (String?) -> Void {
-                    { holder in if !quiet { Console.error("pipelined: waiting for another run\(holder.map { " (pid \($0))" } ?? "") to release \(lock)\n") } }
-                }
-                let outputLock = RunLock.outputDirectoryLockFile(outputDirectory)
-                locks = [try RunLock(lockFile: databasePath + ".lock", waitSeconds: waitSeconds, subject: .database, onWait: waiting(databasePath + ".lock")),
-                         try RunLock(lockFile: outputLock, waitSeconds: waitSeconds, subject: .outputDirectory, onWait: waiting(outputLock))]
-            } catch let error as RunLockError {
-                if case .busy = error { throw fail(error, code: ExitStatus.locked) }
-                throw fail(error)
-            }
-            }
+            let quiet = self.quiet || json
+            let session = try WorkSession.open(inputDir: inputDir, store: store, config: config, device: device,
+                                               waitSeconds: waitTimeout ?? (wait ? .infinity : nil), quiet: quiet)
+            let configuration = session.configuration, outputDirectory = session.outputDirectory
             let jobCount = jobs ?? (configuration.run.jobs > 0 ? configuration.run.jobs : ProcessInfo.processInfo.activeProcessorCount)
-            let reporter: any ProgressReporter = json || quiet ? SilentReporter()
+            let reporter: any ProgressReporter = quiet ? SilentReporter()
                 : (isatty(STDERR_FILENO) == 1 ? LiveReporter() as any ProgressReporter : LineReporter())
             var summary: RunSummary
-            let ledger: any Ledger
-            var exclusive: any ExclusiveSection = HeldByCaller()
-            if let postgres {
-                let database: PostgresLedgerDatabase
-                do {
-                    database = try PostgresLedgerDatabase(url: postgres)
-                    try database.migrate()
-                } catch let error as PostgresLedgerError {
-                    switch error {
-                    case .unreachable, .unavailable: throw fail(error, code: ExitStatus.databaseUnavailable)
-                    default: throw fail(error)
-                    }
-                } catch { throw fail(error) }
-                let quiet = self.quiet || json
-                exclusive = PostgresExclusiveSection(database: database) {
-                    if !quiet { Console.error("pipelined: waiting for another process's discovery, planning or index on \(database.maskedURL)\n") }
-                }
-                ledger = database
-            } else {
-                do { ledger = try PipelineStore(path: databasePath) } catch { throw fail(error) }
-            }
             do {
-                var options = EngineOptions(inputDirectory: inputDir, outputDirectory: outputDirectory, jobs: jobCount,
-                                            until: until, traceFile: ProcessInfo.processInfo.environment["PIPELINED_TRACE"],
-                                            version: Pipelined.version,
-                                            maxGoneShare: allowMassRemoval ? 1 : configuration.run.maxGoneShare,
-                                            stageBarriers: stageBarriers)
-                options.sharedLedger = postgres != nil
-                let engine = Engine(store: ledger, configuration: configuration,
-                                    stages: StageRegistry.stages(for: configuration),
-                                    options: options, reporter: reporter, cancellation: cancellation, exclusive: exclusive)
+                let engine = session.engine(options: EngineOptions(
+                    inputDirectory: inputDir, outputDirectory: outputDirectory, jobs: jobCount,
+                    until: until, traceFile: ProcessInfo.processInfo.environment["PIPELINED_TRACE"],
+                    version: Pipelined.version,
+                    maxGoneShare: allowMassRemoval ? 1 : configuration.run.maxGoneShare,
+                    stageBarriers: stageBarriers), reporter: reporter, cancellation: cancellation)
                 summary = try await engine.run()
-                // The index always describes what is published now, also after an interrupted run.
-                let clips = try exclusive.run {
-                    try DatasetIndex.write(store: ledger, configuration: configuration, outputDirectory: outputDirectory)
-                }
-                if !quiet && !json {
+                // The index always describes what is published now, also after an interrupted run;
+                // then files no result names any more go: superseded outputs, and with --prune
+                // those of inputs that left the input directory.
+                let (clips, removed) = try session.refreshIndex(engine: engine, prune: prune)
+                if !quiet {
                     Console.error("dataset: \(clips) clip(s) in \(outputDirectory.appendingPathComponent(DatasetIndex.fileslist).path)\n")
+                    if !removed.isEmpty {
+                        Console.error("removed \(removed.count) output file(s) no result names any more\(prune ? " (superseded, or of inputs no longer present)" : " (superseded)")\n")
+                    }
                 }
-                // Then files no result names any more go: superseded outputs, and with --prune those
-                // of inputs that left the input directory.
-                let removed = try exclusive.run { try engine.collectOutputs(prune: prune) }
-                if !quiet && !json && !removed.isEmpty {
-                    Console.error("removed \(removed.count) output file(s) no result names any more\(prune ? " (superseded, or of inputs no longer present)" : " (superseded)")\n")
-                }
-                let failing = try ledger.failedItems(maxAttempts: configuration.run.maxAttempts)
+                let failing = try session.ledger.failedItems(maxAttempts: configuration.run.maxAttempts)
                 summary.failing = RunSummary.Failing(retrying: failing.retrying, final: failing.final)
             } catch { throw fail(error) }
             (reporter as? LiveReporter)?.finish()
-            withExtendedLifetime((locks, signals)) {}
+            withExtendedLifetime((session, signals)) {}
 
             if json {
                 let encoder = JSONEncoder()

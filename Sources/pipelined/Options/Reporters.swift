@@ -31,6 +31,12 @@ final class LineReporter: ProgressReporter {
             }
         case let .itemFinished(stage, item, state, reason, seconds):
             "\(stage): \(state.rawValue) \(item)\(reason.map { " — \($0)" } ?? "") [\(String(format: "%.2f", seconds)) s]"
+        case .claimed: nil
+        case let .rescanned(sync, unsettled):
+            "inputs: \(sync.new) new, \(sync.changed) changed, \(sync.gone) gone, \(sync.returned) back"
+                + (unsettled > 0 ? "; \(unsettled) file(s) still being written (taken once they stand still)" : "")
+        case let .released(items):
+            "stopping: \(items) item(s) not finished within the grace period given back to the queue"
         }
         if let line { Console.error((line + "\n")) }
     }
@@ -54,7 +60,9 @@ final class LiveReporter: ProgressReporter, @unchecked Sendable {
         switch event {
         case let .discovered(sync, active):
             header = "inputs: \(active) active (\(sync.new) new, \(sync.changed) changed, \(sync.gone) gone)"
-        case .reclaimed, .missingOutputs: return
+        case .reclaimed, .missingOutputs, .claimed, .released: return
+        case let .rescanned(sync, _):
+            header = "inputs: \(sync.new) new, \(sync.changed) changed, \(sync.gone) gone since the last scan"
         case let .hashing(files, bytes):
             header = String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
         case let .queue(stages):

@@ -7,9 +7,9 @@ import PipelineCore
 /// run). SIGHUP (a closed terminal, `nohup`-less cron sessions) drains like SIGTERM for a one-shot
 /// `run`; the worker daemon will give it the reload meaning.
 enum SignalHandling {
-    static func install(_ cancellation: CancellationFlag, quiet: Bool,
+    static func install(_ cancellation: CancellationFlag, quiet: Bool, signals: [Int32] = [SIGINT, SIGTERM, SIGHUP],
                         message: String = "stopping after the items in flight") -> [DispatchSourceSignal] {
-        [SIGINT, SIGTERM, SIGHUP].map { number in
+        signals.map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {

@@ -25,6 +25,8 @@ extension Ledger {
 
     /// Extends the leases of the items `run` holds; returns how many it still holds (fewer than it
     /// thinks: a lease expired and the item went to another worker).
+    /// A worker that was taken for dead (paused past its lease) and heartbeats again is alive
+    /// again; what it held went to others meanwhile, and its late commits are refused by the fence.
     @discardableResult
     public func heartbeat(run id: Int64, now: Date? = nil) throws -> Int {
         try transaction(now: now) { try LedgerSQL.heartbeat(run: id, in: $0) }
@@ -94,8 +96,19 @@ extension Ledger {
     ///
     /// A queue entry whose item is no longer claimable (decided meanwhile, held by another worker,
     /// its upstream result superseded, its source gone) is dropped on the way.
-    public func claim(_ plan: ClaimPlan, run: Int64, after previous: ClaimedWork? = nil, now: Date? = nil) throws -> ClaimedWork? {
-        try transaction(now: now) { try LedgerSQL.claim(plan, run: run, after: previous, in: $0) }
+    ///
+    /// `only` limits the claim to some of the plan's steps (indices): a worker's `--stages`, or
+    /// the model-backed stages for a device lane.
+    public func claim(_ plan: ClaimPlan, run: Int64, after previous: ClaimedWork? = nil, only: Set<Int>? = nil, now: Date? = nil) throws -> ClaimedWork? {
+        try transaction(now: now) { try LedgerSQL.claim(plan, run: run, after: previous, only: only, in: $0) }
+    }
+
+    /// Gives back every item `run` holds (a worker that stops before they are done): each becomes
+    /// `pending` and queued again as interrupted, without using up an attempt, since the item did
+    /// nothing wrong. Fenced like a commit. Returns how many were given back.
+    @discardableResult
+    public func release(run: Int64, now: Date? = nil) throws -> Int {
+        try transaction(now: now) { try LedgerSQL.release(run: run, in: $0) }
     }
 
     /// Claims `stage` on one item under `fingerprint` for `run`, unless it is already decided or

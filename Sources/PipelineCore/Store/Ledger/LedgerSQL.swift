@@ -18,7 +18,8 @@ enum LedgerSQL {
     /// lease expired and was taken back is no longer among them).
     @discardableResult
     static func heartbeat(run id: Int64, in s: any SQLSession) throws -> Int {
-        try s.execute("UPDATE run SET heartbeatAt = ? WHERE id = ?", s.now, id)
+        try s.execute("UPDATE run SET heartbeatAt = ?, status = 'running', finishedAt = NULL WHERE id = ? AND status IN ('running', 'interrupted')",
+                      s.now, id)
         return try s.execute("UPDATE stageResult SET leaseExpiresAt = ? WHERE runId = ? AND state = 'running'",
                              s.now.addingTimeInterval(Lease.duration), id)
     }
@@ -58,6 +59,25 @@ enum LedgerSQL {
             if changed == 1 && row.state == .pending { try requeue(row, interrupted: true, notBefore: nil, in: s) }
         }
         return stale.count
+    }
+
+    /// See `Ledger.release(run:)`.
+    static func release(run: Int64, in s: any SQLSession) throws -> Int {
+        let held = try s.rows("SELECT * FROM stageResult WHERE state = 'running' AND runId = ?", run).map(StageResultRecord.init(row:))
+        var released = 0
+        for var row in held {
+            let attempts = row.attempts
+            row.state = .pending
+            row.attempts = max(0, attempts - 1)
+            row.reason = PipelineStore.releasedReason(run: run)
+            let changed = try s.execute("""
+                UPDATE stageResult SET state = 'pending', reason = ?, attempts = ?, leaseExpiresAt = NULL
+                WHERE id = ? AND state = 'running' AND runId = ? AND attempts = ?
+                """, row.reason, row.attempts, row.id!, run, attempts)
+            if changed == 1 { try requeue(row, interrupted: true, notBefore: nil, in: s) }
+            released += changed
+        }
+        return released
     }
 
     // MARK: Sources
@@ -193,9 +213,9 @@ enum LedgerSQL {
     // MARK: Claims
 
     /// See `PipelineStore.claim`.
-    static func claim(_ plan: ClaimPlan, run: Int64, after previous: ClaimedWork?, in s: any SQLSession) throws -> ClaimedWork? {
+    static func claim(_ plan: ClaimPlan, run: Int64, after previous: ClaimedWork?, only: Set<Int>?, in s: any SQLSession) throws -> ClaimedWork? {
         // The next clip of the asking worker's run comes before any other stage's work.
-        if let previous, previous.clip != nil,
+        if let previous, previous.clip != nil, only?.contains(previous.step) ?? true,
            let work = try claim(step: previous.step, of: plan, interrupted: false, run: run, after: previous.candidate, successorOnly: true, in: s) {
             return work
         }
@@ -212,6 +232,7 @@ enum LedgerSQL {
             }) else { return nil }
             order = [open]
         }
+        if let only { order = order.filter(only.contains) }
         for interrupted in [false, true] {
             for i in order {
                 if let work = try claim(step: i, of: plan, interrupted: interrupted, run: run, after: nil, successorOnly: false, in: s) {
