@@ -186,17 +186,19 @@ public struct PipelineStore: Ledger {
         let problemMayHaveCleared = known.problem.map { !$0.hasPrefix(duplicatePrefix) } ?? false
         return known.size != file.size || known.mtime != file.mtime || problemMayHaveCleared
     }
-
-
-
-
-
 }
 
 /// How long a claim stays valid without a heartbeat (the engine beats every `Lease.heartbeat`).
 public enum Lease {
-    public static let duration: TimeInterval = 120
-    public static let heartbeat: TimeInterval = 20
+    // nonisolated(unsafe): written once by `configure`, at start, before any thread reads it.
+    nonisolated(unsafe) public private(set) static var duration: TimeInterval = 120
+    /// A sixth of the lease, not a third: a worker whose heartbeats are held up (a database
+    /// restart, a transaction retried for a while) still keeps its leases after missing several.
+    public static var heartbeat: TimeInterval { duration / 6 }
+    /// Sets the lease (`pipelined work --lease`); call once at start. Every worker on one ledger
+    /// should use the same: a worker counts another as dead once its heartbeat is older than its
+    /// own lease.
+    public static func configure(seconds: TimeInterval) { duration = seconds }
 }
 
 /// A file found under the input directory.

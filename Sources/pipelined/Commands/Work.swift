@@ -58,6 +58,9 @@ extension Pipelined {
         @Option(name: .long, help: "Seconds between full rescans of the input folder.")
         var rescan: Double = 60
 
+        @Option(name: .long, help: "Seconds a claim stays valid without a heartbeat (beats every sixth of it); a worker paused or cut off longer loses its items to others. Use the same on every worker of a ledger.")
+        var lease: Double = 120
+
         @Flag(name: .long, help: "Print only errors.")
         var quiet = false
 
@@ -78,9 +81,11 @@ extension Pipelined {
                 throw ValidationError("\(name) must be a number of seconds ≥ 0")
             }
             if rescan < 1 { throw ValidationError("--rescan must be at least 1 second") }
+            if !(lease.isFinite && lease >= 1) { throw ValidationError("--lease must be at least 1 second") }
         }
 
         func run() async throws {
+            Lease.configure(seconds: lease)
             let cancellation = CancellationFlag()
             let signals = Self.installSignals(cancellation, quiet: quiet, grace: grace)
             // A worker queues behind a `run` that holds a SQLite database, instead of giving up.
