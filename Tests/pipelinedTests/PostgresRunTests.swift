@@ -83,6 +83,17 @@ import Testing
         #expect(counts(sharedStatus) == counts(localStatus))
         #expect(sharedStatus.workers.isEmpty && sharedStatus.database.hasSuffix("/ledger"), "\(sharedStatus.database) \(sharedStatus.workers)")
 
+        // `export` and `report` read the shared ledger too: the same list as the dataset's index.
+        let exported = root.appendingPathComponent("exported.txt")
+        let e = try CLI.run(["export", "--db", url, "--output-dir", shared.path, "--fileslist", exported.path, "--config", config.path])
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(try String(contentsOf: exported, encoding: .utf8) == String(contentsOf: shared.appendingPathComponent("fileslist.txt"), encoding: .utf8))
+        let page = root.appendingPathComponent("report.html")
+        let p = try CLI.run(["report", "--db", url, "--output-dir", shared.path, "--html", page.path, "--config", config.path])
+        #expect(p.status == 0, "\(p.stderr)")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        #expect(html.contains("/ledger") && html.contains("nobody.mp4"), "the report names neither the ledger nor the rejected input")
+
         // A later run finds everything decided.
         try FileManager.default.removeItem(at: trace)
         let again = try CLI.run(["run", "--db", url, "--input-dir", raw.path, "--output-dir", shared.path, "--config", config.path, "--quiet"],

@@ -54,20 +54,18 @@ extension Pipelined {
                 do {
                     var configuration = try PipelineConfiguration.load(config)
                     if let device { configuration.inference.device = device }
-                    let outputDirectory = store.outputDir ?? inputDir.deletingLastPathComponent()
-                    let path = store.databasePath(outputDirectory: outputDirectory)
-                    guard FileManager.default.fileExists(atPath: path) else {
-                        throw CLIError("no database at \(path); run `pipelined run --input-dir \(inputDir.path)` first (or pass --output-dir / --db)")
-                    }
+                    let opened = try store.openForReading(outputDirectory: store.outputDir ?? inputDir.deletingLastPathComponent())
+                    defer { opened.close() }
+                    let outputDirectory = opened.outputDirectory
                     let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
-                    let pipelineStore = try PipelineStore(readingOnly: path)
+                    let pipelineStore = opened.ledger
                     Console.error("calibrating \(configuration.sync.method) sync on \(outputDirectory.path) (seed \(seed))\n")
                     let calibration = try SyncCalibration.run(store: pipelineStore, configuration: configuration, inputDirectory: inputDir,
                                                               outputDirectory: outputDirectory, samples: samples, falseAcceptRate: falseAccept, seed: seed)
                     try calibration.save(in: outputDirectory)
                     Console.output(Self.summary(calibration))
                     if let apply {
-                        try Self.apply(calibration, to: apply, protecting: path)
+                        try Self.apply(calibration, to: apply, protecting: opened.protected)
                         Console.output("wrote [sync] \(calibration.key) = \(Self.format(calibration.threshold)) to \(apply); `pipelined run --config \(apply)` re-decides stage 6 from the stored scores\n")
                     }
                 } catch let error as ExitCode { throw error } catch { throw fail(error) }
@@ -117,7 +115,7 @@ extension Pipelined {
             }
 
             /// Sets the method's threshold key in `path` (created when missing), checked by reading it back.
-            static func apply(_ c: SyncCalibration, to path: String, protecting database: String) throws {
+            static func apply(_ c: SyncCalibration, to path: String, protecting protected: [UserOutputFile.Protected]) throws {
                 let url = URL(fileURLWithPath: path)
                 let old = FileManager.default.fileExists(atPath: path) ? try String(contentsOf: url, encoding: .utf8) : ""
                 let stamp = ISO8601DateFormatter().string(from: c.createdAt)
@@ -129,7 +127,7 @@ extension Pipelined {
                 guard parsed.sync.methodMinConfidence == c.threshold else {
                     throw CLIError("\(path) sets [sync] \(c.key) in a way this edit could not replace (a dotted key or an inline table?); set it to \(format(c.threshold)) by hand")
                 }
-                try UserOutputFile.write(to: path, protecting: UserOutputFile.Protected.database(database)) {
+                try UserOutputFile.write(to: path, protecting: protected) {
                     try Data(new.utf8).write(to: URL(fileURLWithPath: $0))
                 }
             }

@@ -18,13 +18,13 @@ extension Pipelined {
         var config: URL?
 
         func run() throws {
-            let outputDirectory: URL, path: String
-            do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
+            let opened = try store.openForReading()
+            defer { opened.close() }
             do {
                 let configuration = try PipelineConfiguration.load(config)
-                let entries = try DatasetIndex.entries(store: PipelineStore(readingOnly: path), configuration: configuration, outputDirectory: outputDirectory)
+                let entries = try DatasetIndex.entries(store: opened.ledger, configuration: configuration, outputDirectory: opened.outputDirectory)
                 let target = URL(fileURLWithPath: fileslist).standardizedFileURL
-                try UserOutputFile.write(to: target.path, protecting: UserOutputFile.Protected.database(path)) {
+                try UserOutputFile.write(to: target.path, protecting: opened.protected) {
                     try Data(DatasetIndex.fileslistText(entries).utf8).write(to: URL(fileURLWithPath: $0))
                 }
                 Console.error("\(entries.count) clip(s) listed in \(target.path)\n")

@@ -18,16 +18,15 @@ extension Pipelined {
         var config: URL?
 
         func run() throws {
-            let path: String, outputDirectory: URL
-            do { (outputDirectory, path) = try store.existingDatabase() } catch { throw fail(error) }
+            let opened = try store.openForReading()
+            defer { opened.close() }
             do {
                 let configuration = try PipelineConfiguration.load(config)
-                let pipelineStore = try PipelineStore(readingOnly: path)
-                let report = try StatusReport.load(from: pipelineStore, database: path, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
-                let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: pipelineStore), configuration: configuration,
-                                           calibration: try SyncCalibration.load(from: outputDirectory))
+                let report = try StatusReport.load(from: opened.ledger, database: opened.name, stages: StageRegistry.units, maxAttempts: configuration.run.maxAttempts)
+                let page = ReportPage.html(report: report, scores: try ReportPage.Scores.load(store: opened.ledger), configuration: configuration,
+                                           calibration: try SyncCalibration.load(from: opened.outputDirectory))
                 let target = URL(fileURLWithPath: html).standardizedFileURL
-                try UserOutputFile.write(to: target.path, protecting: UserOutputFile.Protected.database(path)) {
+                try UserOutputFile.write(to: target.path, protecting: opened.protected) {
                     try Data(page.utf8).write(to: URL(fileURLWithPath: $0))
                 }
                 Console.error("report written to \(target.path)\n")

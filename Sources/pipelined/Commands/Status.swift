@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import PipelineCore
-import PostgresLedger
 import Stages
 
 extension Pipelined {
@@ -23,33 +22,18 @@ extension Pipelined {
 
         func run() throws {
             var report: StatusReport
-            if let url = store.postgresURL {
-                // A shared ledger: every live worker counts (no lock file says otherwise); one whose
-                // heartbeat is older than a lease is shown as stale.
-                do {
-                    let database = try PostgresLedgerDatabase(url: url, connectTimeout: 10, retryFor: 10)
-                    defer { database.close() }
-                    report = try StatusReport.load(from: database, database: database.maskedURL, stages: StageRegistry.units,
-                                                   maxAttempts: PipelineConfiguration.load(config).run.maxAttempts)
-                } catch let error as PostgresLedgerError {
-                    switch error {
-                    case .unreachable, .unavailable: throw fail(error, code: ExitStatus.databaseUnavailable)
-                    default: throw fail(error)
-                    }
-                } catch { throw fail(error) }
-            } else {
-                let path: String
-                do { path = try store.existingDatabase().path } catch { throw fail(error) }
-                do {
-                    report = try StatusReport.load(from: PipelineStore(readingOnly: path), database: path, stages: StageRegistry.units,
-                                                   maxAttempts: PipelineConfiguration.load(config).run.maxAttempts)
-                } catch { throw fail(error) }
-                // A run row still "running" whose lock is free belongs to a process that is gone (killed,
-                // crashed, rebooted); the next run reclaims it.
-                if !RunLock.isHeld(databasePath: path) {
-                    if report.lastRun?.status == .running { report.lastRun?.status = .interrupted }
-                    report.workers = [] // no run holds the lock: those still marked running ended without saying so
-                }
+            let opened = try store.openForReading()
+            defer { opened.close() }
+            do {
+                report = try StatusReport.load(from: opened.ledger, database: opened.name, stages: StageRegistry.units,
+                                               maxAttempts: PipelineConfiguration.load(config).run.maxAttempts)
+            } catch { throw fail(error) }
+            // A local ledger: a run row still "running" whose lock is free belongs to a process that
+            // is gone (killed, crashed, rebooted); the next run reclaims it. On a shared ledger every
+            // live worker counts, and one whose heartbeat is older than a lease is shown as stale.
+            if let path = opened.sqlitePath, !RunLock.isHeld(databasePath: path) {
+                if report.lastRun?.status == .running { report.lastRun?.status = .interrupted }
+                report.workers = [] // no run holds the lock: those still marked running ended without saying so
             }
             if json {
                 let encoder = JSONEncoder()

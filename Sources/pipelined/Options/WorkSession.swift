@@ -44,12 +44,7 @@ struct WorkSession {
             do {
                 database = try PostgresLedgerDatabase(url: postgres)
                 try database.migrate()
-            } catch let error as PostgresLedgerError {
-                switch error {
-                case .unreachable, .unavailable: throw fail(error, code: ExitStatus.databaseUnavailable)
-                default: throw fail(error)
-                }
-            } catch { throw fail(error) }
+            } catch { throw failOpeningLedger(error) }
             let exclusive = PostgresExclusiveSection(database: database) {
                 if !quiet { Console.error("pipelined: waiting for another process's discovery, planning or index on \(database.maskedURL)\n") }
             }
