@@ -263,6 +263,8 @@ import Testing
             try store.read { try $0.row("SELECT status FROM run WHERE id = ?", run)?.text("status") }
         }
         #expect(try status(paused) == "interrupted")
+        // The janitor's view: only the rescuer is alive.
+        #expect(try store.liveWorkers(now: later).map { "\($0.host) \($0.pid)" } == ["h2 2"])
         #expect(try store.heartbeat(run: paused, now: later) == 0)
         #expect(try status(paused) == "running")
         try store.finishRun(id: rescuer, status: .finished, counts: nil)

@@ -137,6 +137,23 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: raw.appendingPathComponent(".a.mp4.pipelined-tmp-\(host)-\(deadPid)-1").path))
     }
 
+    /// On a shared output directory, another host's temporary goes once the ledger knows no live
+    /// writer for it and nobody touched it for the stale time; a live writer's, or a fresh one, stays.
+    @Test func theSharedJanitorRemovesStaleTemporariesOfDeadWorkersOnOtherHosts() throws {
+        let root = try Fixtures.temporaryDirectory("janitor")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let names = [".dead.mp4.pipelined-tmp-node7.cluster-4242-1", ".alive.mp4.pipelined-tmp-node8-4243-2", ".fresh.mp4.pipelined-tmp-node9-4244-3"]
+        for name in names { try Data("x".utf8).write(to: root.appendingPathComponent(name)) }
+        let old = Date().addingTimeInterval(-600)
+        for name in names.prefix(2) { try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: root.appendingPathComponent(name).path) }
+        let hosts = OutputFiles.OtherHosts(isAlive: { host, pid in host == "node8" && pid == 4243 }, staleAfter: 240)
+        // Without the ledger's view (a local ledger), other hosts' files are never touched.
+        #expect(OutputFiles(root: root).removeOrphanTemporaries() == 0)
+        #expect(OutputFiles(root: root).removeOrphanTemporaries(otherHosts: hosts) == 1)
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: root.path))
+        #expect(left == Set(names.dropFirst()), "\(left)")
+    }
+
     /// Item 1: a device or FIFO is written through, a symlink is followed, the database refused.
     @Test func userOutputFilesWriteThroughAndRefuseTheDatabase() throws {
         let dir = try Fixtures.temporaryDirectory("userfile")

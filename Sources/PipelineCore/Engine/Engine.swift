@@ -202,7 +202,7 @@ public struct Engine: Sendable {
             let shared = options.sharedLedger
             let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
                                                            isAlive: { _ in shared })
-            let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory])
+            let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory], otherHosts: try otherHosts())
             reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
             let missing = try store.supersedeResultsWithMissingFiles(order: stages.map(\.id), exists: outputs.exists)
             if missing > 0 { reporter.report(.missingOutputs(results: missing)) }
@@ -233,6 +233,18 @@ public struct Engine: Sendable {
         summary.interrupted = cancellation.isCancelled
         try store.finishRun(id: runId, status: summary.interrupted ? .interrupted : .finished, counts: metricsJSON(summary.counts))
         return summary
+    }
+
+    /// On a shared ledger, what the janitor of temporaries knows about other hosts' writers: which
+    /// the ledger knows alive (a host's name may be written short or fully qualified).
+    func otherHosts() throws -> OutputFiles.OtherHosts? {
+        guard options.sharedLedger else { return nil }
+        let live: [(host: String, pid: Int32)] = try store.liveWorkers()
+        return OutputFiles.OtherHosts(isAlive: { host, pid in
+            live.contains { worker in
+                worker.pid == pid && (worker.host == host || worker.host.hasPrefix(host + ".") || host.hasPrefix(worker.host + "."))
+            }
+        }, staleAfter: 2 * Lease.duration)
     }
 
     /// The input directory's files, hashed where size or mtime moved (`PipelineStore.needsHash`),
@@ -472,7 +484,10 @@ public struct Engine: Sendable {
                 let reclaimed = try engine.exclusive.run {
                     try engine.store.reclaimAbandonedWork(currentRun: runId, maxAttempts: engine.configuration.run.maxAttempts, isAlive: { _ in true })
                 }
-                if reclaimed > 0 { engine.reporter.report(.reclaimed(items: reclaimed, temporaries: 0)) }
+                // And the temporaries of workers that died on any host.
+                let temporaries = OutputFiles(root: engine.options.outputDirectory)
+                    .removeOrphanTemporaries(excluding: [engine.options.inputDirectory], otherHosts: try engine.otherHosts())
+                if reclaimed + temporaries > 0 { engine.reporter.report(.reclaimed(items: reclaimed, temporaries: temporaries)) }
             }
             if decided, idle || now.timeIntervalSince(lastIndex) >= options.indexInterval {
                 decided = false

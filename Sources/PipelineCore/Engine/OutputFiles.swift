@@ -86,11 +86,28 @@ public struct OutputFiles: Sendable {
         return (host, pid)
     }
 
+    /// What the janitor of a shared output directory knows about other hosts' writers.
+    public struct OtherHosts: Sendable {
+        /// Whether the ledger has a live worker with this host name and pid.
+        public var isAlive: @Sendable (_ host: String, _ pid: Int32) -> Bool
+        /// A temporary untouched this long is not being written (twice the lease: its writer would
+        /// have lost its claim long before).
+        public var staleAfter: TimeInterval
+        public init(isAlive: @escaping @Sendable (String, Int32) -> Bool, staleAfter: TimeInterval) {
+            self.isAlive = isAlive; self.staleAfter = staleAfter
+        }
+    }
+
     /// Deletes temporaries left by processes of this host that died, anywhere under the root but
     /// in `excluded` folders (the input directory, which the default layout puts inside the output
     /// directory: nothing there is ever ours to delete). Symbolic links are not followed.
+    ///
+    /// With `otherHosts` (a ledger shared by several hosts), also other hosts' temporaries whose
+    /// writer the ledger does not know alive and that nobody touched for `staleAfter` seconds: a
+    /// host that died for good leaves no garbage behind. Another host's pid cannot be asked, so
+    /// both conditions must hold.
     @discardableResult
-    public func removeOrphanTemporaries(excluding excluded: [URL] = []) -> Int {
+    public func removeOrphanTemporaries(excluding excluded: [URL] = [], otherHosts: OtherHosts? = nil) -> Int {
         let skipped = Set(excluded.map { $0.resolvingSymlinksInPath().standardizedFileURL.path })
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isDirectoryKey]) else { return 0 }
         var removed = 0
@@ -101,10 +118,15 @@ public struct OutputFiles: Sendable {
                 continue
             }
             guard let owner = Self.owner(ofTemporary: url.lastPathComponent) else { continue }
-            guard owner.host == nil || owner.host == Self.hostName else { continue }
-            guard kill(owner.pid, 0) != 0 && errno == ESRCH else { continue } // its writer is alive
             var info = stat()
             guard lstat(url.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            if owner.host == nil || owner.host == Self.hostName {
+                guard kill(owner.pid, 0) != 0 && errno == ESRCH else { continue } // its writer is alive
+            } else {
+                guard let otherHosts, let host = owner.host, !otherHosts.isAlive(host, owner.pid) else { continue }
+                let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+                guard Date().timeIntervalSince1970 - modified >= otherHosts.staleAfter else { continue }
+            }
             if unlink(url.path) == 0 { removed += 1 }
         }
         return removed

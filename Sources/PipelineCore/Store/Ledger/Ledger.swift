@@ -36,6 +36,15 @@ extension Ledger {
         try transaction(now: now) { try LedgerSQL.finishRun(id: id, status: status, counts: counts, in: $0) }
     }
 
+    /// (host, pid) of every worker whose heartbeat is younger than a lease: the writers whose
+    /// temporaries the janitor leaves alone.
+    public func liveWorkers(now: Date? = nil) throws -> [(host: String, pid: Int32)] {
+        try transaction(now: now) { s in
+            try s.rows("SELECT host, pid FROM run WHERE status = 'running' AND heartbeatAt > ?", s.now.addingTimeInterval(-Lease.duration))
+                .map { (try $0.text("host"), Int32(try $0.int64("pid"))) }
+        }
+    }
+
     /// Takes back work claimed by runs that are gone: their `running` rows become `pending` again
     /// (and queued), or `failed` for an item that was alone in flight each time its run died.
     ///
