@@ -7,6 +7,8 @@
 enum PostgresMigrations {
     static let all: [(identifier: String, statements: [String])] = [
         ("pg1-ledger", pg1Ledger),
+        // The SQLite store's v5: the devices of a worker's model lanes, for `status`.
+        ("pg2-run-devices", ["ALTER TABLE run ADD COLUMN devices TEXT"]),
     ]
 
     /// Stage ids (`StageID`), spelled out: a migration describes the schema as it shipped.

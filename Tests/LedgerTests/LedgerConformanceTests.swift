@@ -271,4 +271,13 @@ import Testing
         _ = try store.heartbeat(run: rescuer)
         #expect(try status(rescuer) == "finished")
     }
+
+    /// `status` lists each worker with the devices of its model lanes (v5 / pg2 migrations).
+    @Test(arguments: LedgerDriver.allCases) func statusListsAWorkersDevices(driver: LedgerDriver) throws {
+        let store = try driver.makeLedger()
+        _ = try store.beginRun(host: "gpu1", pid: 7, version: "t", devices: ["cuda:0", "cuda:1"])
+        _ = try store.beginRun(host: "cpu1", pid: 8, version: "t")
+        let report = try StatusReport.load(from: store, database: "test", stages: Self.plan.steps.map { ($0.stage, $0.unit) }, maxAttempts: 3)
+        #expect(report.workers.map { "\($0.host) \($0.devices)" } == ["gpu1 [\"cuda:0\", \"cuda:1\"]", "cpu1 []"])
+    }
 }

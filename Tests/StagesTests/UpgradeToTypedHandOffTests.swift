@@ -27,7 +27,9 @@ import Testing
             try db.execute(sql: "ATTACH DATABASE ? AS current", arguments: [path])
             try db.inTransaction {
                 for table in ["run", "source", "clip", "analysis", "stageResult", "retiredArtifact"] {
-                    try db.execute(sql: "INSERT INTO main.\(table) SELECT * FROM current.\(table)")
+                    // v2's columns only: later migrations added some (v5: run.devices).
+                    let columns = try Row.fetchAll(db, sql: "PRAGMA main.table_info(\(table))").map { $0["name"] as String }.joined(separator: ", ")
+                    try db.execute(sql: "INSERT INTO main.\(table) (\(columns)) SELECT \(columns) FROM current.\(table)")
                 }
                 return .commit
             }

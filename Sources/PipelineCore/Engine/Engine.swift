@@ -195,7 +195,8 @@ public struct Engine: Sendable {
         let (sync, runId) = try exclusive.run { () throws -> (SourceSync, Int64) in
             let sync = try store.syncSources(discover(settling: settling).files, maxGoneShare: options.maxGoneShare,
                                              rejectDuplicates: configuration.broken.rejectDuplicates)
-            let runId = try store.beginRun(host: ProcessInfo.processInfo.hostName, pid: getpid(), version: options.version).id!
+            let runId = try store.beginRun(host: ProcessInfo.processInfo.hostName, pid: getpid(), version: options.version,
+                                           devices: plannedStages.contains { $0.stage.usesDevice } ? options.devices : []).id!
             // With a local ledger the caller holds the RunLock, so no other run on this database is
             // alive: whatever is still marked running was left by a process that died. A shared
             // ledger's other runs are alive while they heartbeat.

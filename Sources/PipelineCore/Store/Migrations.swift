@@ -125,6 +125,11 @@ enum Migrations {
                 CREATE INDEX workQueue_clip ON workQueue (clipId);
                 """)
         }
+        // v5: the inference devices a worker runs its model-backed stages on (`pipelined work
+        // --devices`), comma-separated, for `status`; NULL for a worker without device lanes.
+        m.registerMigration("v5-run-devices") { db in
+            try db.execute(sql: "ALTER TABLE run ADD COLUMN devices TEXT")
+        }
         return m
     }
 }

@@ -14,6 +14,8 @@ public struct RunRecord: Codable, Sendable, FetchableRecord, MutablePersistableR
     public var status: RunStatus
     /// JSON: per-stage counts of what this run did.
     public var counts: String?
+    /// The inference devices of its model lanes, comma-separated (v5); nil without device lanes.
+    public var devices: String? = nil
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
 }

@@ -43,6 +43,8 @@ public struct StatusReport: Codable, Sendable {
         /// Items it holds, by stage.
         public var inFlight: [String: Int]
         public var stale: Bool
+        /// The inference devices of its model lanes (`pipelined work --devices`); empty without.
+        public var devices: [String] = []
     }
     public struct LastRun: Codable, Sendable {
         public var id: Int64
@@ -84,7 +86,8 @@ public struct StatusReport: Codable, Sendable {
                 Worker(run: run.id!, host: run.host, pid: run.pid, version: run.version, startedAt: run.startedAt, heartbeatAt: run.heartbeatAt,
                        inFlight: Dictionary(uniqueKeysWithValues: try inFlight.filter { $0.optionalInt64("runId") == run.id }
                                                                            .map { (try $0.text("stage"), try $0.int("n")) }),
-                       stale: run.heartbeatAt.addingTimeInterval(Lease.duration) < now)
+                       stale: run.heartbeatAt.addingTimeInterval(Lease.duration) < now,
+                       devices: run.devices.map { $0.split(separator: ",").map(String.init) } ?? [])
             }
             let windowStart = max(now.addingTimeInterval(-Self.recentWindow), live.filter { $0.heartbeatAt.addingTimeInterval(Lease.duration) >= now }.map(\.startedAt).min() ?? .distantPast)
             report.activeSources = Int(try db.int("SELECT COUNT(*) AS n FROM source WHERE goneAt IS NULL") ?? 0)

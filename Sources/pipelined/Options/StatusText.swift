@@ -18,7 +18,8 @@ enum StatusText {
             out += "\nworkers:\n"
             for w in r.workers {
                 let held = w.inFlight.isEmpty ? "idle" : w.inFlight.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-                out += "  run #\(w.run) on \(w.host) (pid \(w.pid), pipelined \(w.version)): \(held); last heartbeat \(formatter.string(from: w.heartbeatAt))"
+                let devices = w.devices.isEmpty ? "" : ", devices \(w.devices.joined(separator: ","))"
+                out += "  run #\(w.run) on \(w.host) (pid \(w.pid), pipelined \(w.version)\(devices)): \(held); last heartbeat \(formatter.string(from: w.heartbeatAt))"
                 out += w.stale ? " — stale: no heartbeat for more than a lease; its items go back to the queue\n" : "\n"
             }
         }

@@ -19,8 +19,8 @@ extension Ledger {
     // MARK: Runs (workers)
 
     /// Registers a worker (a `run` or a `work` process) on the database.
-    public func beginRun(host: String, pid: Int32, version: String, now: Date? = nil) throws -> RunRecord {
-        try transaction(now: now) { try LedgerSQL.beginRun(host: host, pid: pid, version: version, in: $0) }
+    public func beginRun(host: String, pid: Int32, version: String, devices: [String] = [], now: Date? = nil) throws -> RunRecord {
+        try transaction(now: now) { try LedgerSQL.beginRun(host: host, pid: pid, version: version, devices: devices, in: $0) }
     }
 
     /// Extends the leases of the items `run` holds; returns how many it still holds (fewer than it

@@ -7,11 +7,12 @@ import Foundation
 enum LedgerSQL {
     // MARK: Runs (the workers of a database)
 
-    static func beginRun(host: String, pid: Int32, version: String, in s: any SQLSession) throws -> RunRecord {
+    static func beginRun(host: String, pid: Int32, version: String, devices: [String], in s: any SQLSession) throws -> RunRecord {
+        let listed = devices.isEmpty ? nil : devices.joined(separator: ",")
         let id = try s.int("""
-            INSERT INTO run (startedAt, heartbeatAt, host, pid, version, status) VALUES (?, ?, ?, ?, ?, 'running') RETURNING id
-            """, s.now, s.now, host, pid, version)!
-        return RunRecord(id: id, startedAt: s.now, heartbeatAt: s.now, host: host, pid: pid, version: version, status: .running)
+            INSERT INTO run (startedAt, heartbeatAt, host, pid, version, status, devices) VALUES (?, ?, ?, ?, ?, 'running', ?) RETURNING id
+            """, s.now, s.now, host, pid, version, listed)!
+        return RunRecord(id: id, startedAt: s.now, heartbeatAt: s.now, host: host, pid: pid, version: version, status: .running, devices: listed)
     }
 
     /// Extends the leases of the items `run` holds; returns how many it still holds (an item whose

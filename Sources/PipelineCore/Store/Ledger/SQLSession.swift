@@ -184,7 +184,7 @@ extension RunRecord {
         self.init(id: try row.int64("id"), startedAt: try row.date("startedAt"), finishedAt: row.optionalDate("finishedAt"),
                   heartbeatAt: try row.date("heartbeatAt"), host: try row.text("host"), pid: Int32(try row.int("pid")),
                   version: try row.text("version"), status: try RunStatus(rawValue: row.text("status")).orThrow(SQLRowError.missing("status")),
-                  counts: row.optionalText("counts"))
+                  counts: row.optionalText("counts"), devices: row.optionalText("devices"))
     }
 }
 
