@@ -280,4 +280,19 @@ import Testing
         let report = try StatusReport.load(from: store, database: "test", stages: Self.plan.steps.map { ($0.stage, $0.unit) }, maxAttempts: 3)
         #expect(report.workers.map { "\($0.host) \($0.devices)" } == ["gpu1 [\"cuda:0\", \"cuda:1\"]", "cpu1 []"])
     }
+
+    /// The stray janitor's list: every path a current or history result names, and retired ones.
+    @Test(arguments: LedgerDriver.allCases) func knownArtifactsAreEveryNamedPath(driver: LedgerDriver) throws {
+        let (store, run) = try Self.store(driver, sources: 1)
+        try store.enqueueClaimable(Self.plan)
+        var work = try #require(try store.claim(Self.plan, run: run))
+        while work.claim.stage != "align" {
+            try Self.finish(store, work)
+            work = try #require(try store.claim(Self.plan, run: run))
+        }
+        try store.recordOutcome(work.claim, RecordedOutcome(state: .done, seconds: 1, handOn: HandOn(pieces: [
+            AlignedPieceRecord(ordinal: 0, frames: 0..<50, video: "aligned/x_000.mp4", landmarks: "aligned/x_000.landmarks"),
+        ])), downstreamStages: ["publish"], next: Self.plan.step(after: "align"))
+        #expect(try store.knownArtifactPaths() == ["aligned/x_000.mp4", "aligned/x_000.landmarks"])
+    }
 }

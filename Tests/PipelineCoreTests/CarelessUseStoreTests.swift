@@ -154,6 +154,30 @@ import Testing
         #expect(left == Set(names.dropFirst()), "\(left)")
     }
 
+    /// A file under an artifact folder that no result names (a worker killed between the rename and
+    /// the commit, its item never made again) goes once it is older than the stale time; a known
+    /// file, a young one, a hidden one, the index at the top and the input folder stay.
+    @Test func strayOutputsGoOnlyWhenUnknownAndOld() throws {
+        let root = try Fixtures.temporaryDirectory("strays")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for folder in ["aligned", "high_visual_quality", "raw/aligned", "notes"] {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        let files = ["aligned/a_shot_001_000.mp4", "aligned/stray_shot_001_000.mp4", "aligned/young_shot_001_000.mp4", "aligned/.hidden",
+                     "high_visual_quality/a_shot_001_000.mp4", "raw/aligned/input.mp4", "notes/mine.txt", "fileslist.txt"]
+        for file in files { try Data("x".utf8).write(to: root.appendingPathComponent(file)) }
+        let old = Date().addingTimeInterval(-600)
+        for file in files where !file.contains("young") {
+            try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: root.appendingPathComponent(file).path)
+        }
+        let known: Set<String> = ["aligned/a_shot_001_000.mp4", "high_visual_quality/a_shot_001_000.mp4"]
+        let removed = OutputFiles(root: root).removeStrayOutputs(known: known, olderThan: 240, excluding: [root.appendingPathComponent("raw")])
+        #expect(removed == ["aligned/stray_shot_001_000.mp4"])
+        for file in files where file != "aligned/stray_shot_001_000.mp4" {
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(file).path), "\(file) was removed")
+        }
+    }
+
     /// Item 1: a device or FIFO is written through, a symlink is followed, the database refused.
     @Test func userOutputFilesWriteThroughAndRefuseTheDatabase() throws {
         let dir = try Fixtures.temporaryDirectory("userfile")

@@ -15,17 +15,24 @@ import Testing
         func count(_ prefix: String) -> Int { all.filter { $0.hasPrefix(prefix) }.count }
     }
 
+    /// Holds the items of a stage until opened (a stage that never finishes while the test needs it).
+    final class Gate: Sendable {
+        private let open = Mutex(false)
+        func release() { open.withLock { $0 = true } }
+        func wait() { while !open.withLock({ $0 }) { usleep(10_000) } }
+    }
+
     struct FakeStage: Stage {
         var stageID: StageID
         var unit: WorkUnit
         var log: Log
         var usesDevice = false
-        /// Seconds each item takes.
-        var seconds = 0.002
+        var gate: Gate?
         var fingerprint: String { "fake-\(stageID.rawValue)" }
         func run(_ item: WorkItem, in context: StageContext) throws -> StageOutcome {
             log.append("\(stageID.rawValue) \(item.name) \(context.device ?? "-")")
-            usleep(UInt32(seconds * 1e6))
+            usleep(2000)
+            gate?.wait()
             guard stageID == .segment else { return .done() }
             let clips = (0..<3).map { ClipRecord(sourceId: item.source.id!, sceneIndex: 0, segmentIndex: $0, startFrame: $0 * 100, endFrame: $0 * 100 + 100) }
             return .done(metrics: nil, artifact: nil, handOn: HandOn(clips: clips))
@@ -34,9 +41,9 @@ import Testing
 
     struct Silent: ProgressReporter { func report(_ event: ProgressEvent) {} }
 
-    static func stages(_ log: Log, alignSeconds: Double = 0.002) -> [any Stage] {
+    static func stages(_ log: Log, alignGate: Gate? = nil) -> [any Stage] {
         [FakeStage(stageID: .broken, unit: .source, log: log), FakeStage(stageID: .segment, unit: .source, log: log),
-         FakeStage(stageID: .align, unit: .clip, log: log, seconds: alignSeconds), FakeStage(stageID: .sync, unit: .clip, log: log, usesDevice: true),
+         FakeStage(stageID: .align, unit: .clip, log: log, gate: alignGate), FakeStage(stageID: .sync, unit: .clip, log: log, usesDevice: true),
          FakeStage(stageID: .publish, unit: .clip, log: log)]
     }
 
@@ -51,8 +58,10 @@ import Testing
         EngineOptions(inputDirectory: folder.appendingPathComponent("in"), outputDirectory: folder.appendingPathComponent("out"), jobs: jobs, version: "test")
     }
 
-    /// Waits (up to `timeout` seconds) for `condition`.
-    static func eventually(_ timeout: Double = 30, _ condition: () -> Bool) async -> Bool {
+    /// Waits (up to `timeout` seconds) for `condition`. Generous: the engine and this wait run on
+    /// Swift's cooperative pool (a thread per core), which tests running beside this one can keep
+    /// busy for minutes; nothing here measures speed.
+    static func eventually(_ timeout: Double = 600, _ condition: () -> Bool) async -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if condition() { return true }
@@ -113,18 +122,26 @@ import Testing
         defer { cancellation.cancel() }
         #expect(await Self.eventually { log.count("publish") == 3 }, "\(log.all)")
 
-        // A file being written: its size changes every 0.3 s for 1.2 s; it must not be taken before it stands still.
+        // A file being written: its size changes every 0.3 s for 1.2 s (on a thread of its own, so
+        // that a busy cooperative pool cannot stretch the pauses past the settle time); it must
+        // not be taken before it stands still.
         let growing = input.appendingPathComponent("late.mp4")
-        var lastWrite = Date()
-        for k in 1...5 {
-            try Data(repeating: UInt8(k), count: 1000 * k).write(to: growing)
-            lastWrite = Date()
-            try await Task.sleep(nanoseconds: 300_000_000)
-            #expect(log.count("broken late.mp4") == 0, "taken while still being written (write \(k))")
+        let lastWrite: Date = await withCheckedContinuation { done in
+            Thread.detachNewThread {
+                var last = Date()
+                for k in 1...5 {
+                    try? Data(repeating: UInt8(k), count: 1000 * k).write(to: growing)
+                    last = Date()
+                    usleep(300_000)
+                }
+                done.resume(returning: last)
+            }
         }
         #expect(await Self.eventually { log.count("publish late.mp4") == 3 }, "\(log.all)")
         let taken = try #require(try store.sourcesByPath()["late.mp4"])
         #expect(taken.size == 5000, "took a partial file: \(taken.size) bytes")
+        // Taken once: a partial take would have been checked again after the file changed.
+        #expect(log.count("broken late.mp4") == 1, "\(log.all)")
         #expect(taken.discoveredAt.timeIntervalSince(lastWrite) >= 1.4, "taken \(taken.discoveredAt.timeIntervalSince(lastWrite)) s after the last write")
         #expect(await Self.eventually(5) { indexWrites.withLock { $0 } >= 1 })
 
@@ -144,14 +161,17 @@ import Testing
         options.daemon = DaemonOptions(rescanInterval: 60, settle: 0, grace: 0.5, watcher: nil) {}
         let cancellation = CancellationFlag()
         let store = try PipelineStore(path: folder.appendingPathComponent("ledger.sqlite").path)
-        let engine = Engine(store: store, configuration: PipelineConfiguration(), stages: Self.stages(log, alignSeconds: 30), options: options,
+        let gate = Gate()
+        defer { gate.release() }
+        let engine = Engine(store: store, configuration: PipelineConfiguration(), stages: Self.stages(log, alignGate: gate), options: options,
                             reporter: Silent(), cancellation: cancellation)
         let worker = Task { try await engine.run() }
         #expect(await Self.eventually { log.count("align") == 2 }, "\(log.all)")
         let stopped = Date()
         cancellation.cancel()
         let summary = try await worker.value
-        #expect(Date().timeIntervalSince(stopped) < 10, "waited for the items in flight past the grace")
+        // The items never finish until the gate opens: returning at all means they were abandoned.
+        #expect(Date().timeIntervalSince(stopped) < 300, "waited for the items in flight past the grace")
         #expect(summary.interrupted)
         let align = Array(try store.currentResults(stage: "align").values)
         #expect(align.filter { $0.state == .pending }.count == 2 && align.allSatisfy { $0.state != .running && $0.attempts == 0 }, "\(align)")

@@ -94,6 +94,19 @@ import Testing
                 """, database: "ledger").trimmingCharacters(in: .whitespacesAndNewlines))
         }
 
+        // As a supervisor (systemd's Restart=, a Kubernetes Deployment) would: a worker that exits
+        // by itself is started again. The only exit allowed is 69, a worker that started while the
+        // database was down (it says so and leaves the retry to its supervisor).
+        var selfExits: [String] = []
+        func supervise() {
+            for k in workers.indices where !workers[k].isRunning {
+                let status = workers[k].terminationStatus
+                selfExits.append("worker \(k) exited \(status)")
+                #expect(status == 69, "worker \(k) exited \(status) by itself")
+                if let restarted = try? startWorker() { workers[k] = restarted }
+            }
+        }
+
         let seed = ProcessInfo.processInfo.environment["PIPELINED_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
         print("ChaosTests: seed \(seed) (PIPELINED_TEST_SEED=\(seed) replays the driver's choices; reference run \(String(format: "%.1f", uninterrupted)) s)")
         var random = SeededGenerator(seed: seed)
@@ -105,7 +118,7 @@ import Testing
         while kills < 20, Date() < deadline {
             let wait = Double.random(in: 0.2...max(0.3, uninterrupted / 25), using: &random)
             let until = Date().addingTimeInterval(wait)
-            while Date() < until { snapshot(); usleep(100_000) }
+            while Date() < until { snapshot(); supervise(); usleep(250_000) }
             guard (remaining() ?? 1) > 0 || traceLines().isEmpty else { break } // the work is done: later kills would land on idle workers
             let victim = Int.random(in: 0..<workers.count, using: &random)
             kill(workers[victim].processIdentifier, SIGKILL)
@@ -118,7 +131,7 @@ import Testing
                 let sleeper = (victim + 1) % workers.count
                 kill(workers[sleeper].processIdentifier, SIGSTOP)
                 let resume = Date().addingTimeInterval(Self.lease * 3)
-                while Date() < resume { snapshot(); usleep(100_000) }
+                while Date() < resume { snapshot(); supervise(); usleep(250_000) }
                 kill(workers[sleeper].processIdentifier, SIGCONT)
                 paused = true
                 events.append("paused worker \(sleeper) for \(Self.lease * 3) s")
@@ -131,7 +144,7 @@ import Testing
                 events.append("restarted PostgreSQL (immediate)")
             }
         }
-        print("ChaosTests: \(events.joined(separator: "; "))")
+        print("ChaosTests: \(events.joined(separator: "; "))\(selfExits.isEmpty ? "" : "; " + selfExits.joined(separator: "; "))")
         #expect(kills >= 20, "only \(kills) kills landed before the work was done (reference run \(uninterrupted) s): \(events)")
         #expect(paused && restarted, "\(events)")
 
@@ -140,6 +153,7 @@ import Testing
         var quietPolls = 0
         while quietPolls < 3, Date() < finishBy {
             snapshot()
+            supervise()
             quietPolls = remaining() == 0 ? quietPolls + 1 : 0
             usleep(500_000)
         }

@@ -204,6 +204,8 @@ public struct Engine: Sendable {
             let reclaimed = try store.reclaimAbandonedWork(currentRun: runId, maxAttempts: configuration.run.maxAttempts,
                                                            isAlive: { _ in shared })
             let orphans = outputs.removeOrphanTemporaries(excluding: [options.inputDirectory], otherHosts: try otherHosts())
+                + outputs.removeStrayOutputs(known: try store.knownArtifactPaths(), olderThan: 2 * Lease.duration,
+                                             excluding: [options.inputDirectory]).count
             reporter.report(.reclaimed(items: reclaimed, temporaries: orphans))
             let missing = try store.supersedeResultsWithMissingFiles(order: stages.map(\.id), exists: outputs.exists)
             if missing > 0 { reporter.report(.missingOutputs(results: missing)) }
@@ -456,6 +458,9 @@ public struct Engine: Sendable {
         var lastScan = Date()
         var nextSettled: Date?
         var lastRescue = Date()
+        /// Stray outputs are looked for at start and then this often (a walk of every output folder).
+        var strayInterval: TimeInterval = 1800
+        var lastStrays = Date()
         var lastIndex = Date.distantPast
         /// Something was decided since the index was last written.
         var decided = false
@@ -489,6 +494,14 @@ public struct Engine: Sendable {
                 let temporaries = OutputFiles(root: engine.options.outputDirectory)
                     .removeOrphanTemporaries(excluding: [engine.options.inputDirectory], otherHosts: try engine.otherHosts())
                 if reclaimed + temporaries > 0 { engine.reporter.report(.reclaimed(items: reclaimed, temporaries: temporaries)) }
+            }
+            if now.timeIntervalSince(lastStrays) >= strayInterval {
+                lastStrays = now
+                let strays = try engine.exclusive.run {
+                    OutputFiles(root: engine.options.outputDirectory).removeStrayOutputs(
+                        known: try engine.store.knownArtifactPaths(), olderThan: 2 * Lease.duration, excluding: [engine.options.inputDirectory])
+                }
+                if !strays.isEmpty { engine.reporter.report(.reclaimed(items: 0, temporaries: strays.count)) }
             }
             if decided, idle || now.timeIntervalSince(lastIndex) >= options.indexInterval {
                 decided = false

@@ -132,6 +132,42 @@ public struct OutputFiles: Sendable {
         return removed
     }
 
+    /// Removes stray outputs: regular, non-hidden files under the folders the pipeline writes its
+    /// artifacts to (the first path component of a `known` path) that no result names, untouched
+    /// for `olderThan` seconds. They come from a worker killed between renaming an output into
+    /// place and committing it, whose item was not made again under that name (its source changed
+    /// or left meanwhile). The age keeps a live worker's output between its rename and its commit;
+    /// files at the top of the output directory (the index, the database) and the `excluded`
+    /// folders (the input directory) are never looked at. Returns the paths removed.
+    public func removeStrayOutputs(known: Set<String>, olderThan: TimeInterval, excluding excluded: [URL] = []) -> [String] {
+        let folders = Set(known.compactMap { path -> String? in
+            let parts = path.split(separator: "/", maxSplits: 1)
+            return parts.count == 2 && !parts[0].hasPrefix(".") && parts[0] != ".." ? String(parts[0]) : nil
+        })
+        let skipped = Set(excluded.map { $0.resolvingSymlinksInPath().standardizedFileURL.path })
+        let now = Date().timeIntervalSince1970
+        var removed: [String] = []
+        for folder in folders.sorted() {
+            let top = root.appendingPathComponent(folder)
+            if skipped.contains(top.resolvingSymlinksInPath().standardizedFileURL.path) { continue }
+            var info = stat()
+            // A folder, not a link to one elsewhere.
+            guard lstat(top.path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR,
+                  let walker = FileManager.default.enumerator(atPath: top.path) else { continue }
+            while let relative = walker.nextObject() as? String {
+                let name = (relative as NSString).lastPathComponent
+                let path = folder + "/" + relative
+                guard !name.hasPrefix("."), !known.contains(path) else { continue }
+                let full = root.appendingPathComponent(path).path
+                guard lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+                let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+                guard now - modified >= olderThan else { continue }
+                if unlink(full) == 0 { removed.append(path) }
+            }
+        }
+        return removed
+    }
+
     /// Whether the artifact at `relativePath` exists.
     public func exists(_ relativePath: String) -> Bool {
         var info = stat()

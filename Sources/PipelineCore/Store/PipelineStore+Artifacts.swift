@@ -61,6 +61,14 @@ extension Ledger {
         }
     }
 
+    /// Every path a result names (current or history) or that waits for removal: what the stray
+    /// janitor (`OutputFiles.removeStrayOutputs`) must leave alone.
+    public func knownArtifactPaths() throws -> Set<String> {
+        try read { s in
+            Set(try s.rows("SELECT path FROM ownedFile UNION SELECT path FROM retiredArtifact").map { try $0.text("path") })
+        }
+    }
+
     /// Forgets retired paths whose files are gone.
     public func forgetRetiredArtifacts(_ paths: [String]) throws {
         guard !paths.isEmpty else { return }

@@ -15,7 +15,7 @@ final class LineReporter: ProgressReporter {
         case let .discovered(sync, active):
             "inputs: \(active) active (\(sync.new) new, \(sync.changed) changed, \(sync.gone) gone, \(sync.returned) back)"
         case let .reclaimed(items, temporaries) where items + temporaries > 0:
-            "resumed: \(items) interrupted item(s) reclaimed, \(temporaries) partial file(s) removed"
+            "resumed: \(items) interrupted item(s) reclaimed, \(temporaries) partial or unrecorded file(s) removed"
         case .reclaimed: nil
         case let .hashing(files, bytes):
             String(format: "inputs: hashing %d new or changed file(s), %.1f GB", files, Double(bytes) / 1e9)
