@@ -28,10 +28,23 @@ public struct PostgresExclusiveSection: ExclusiveSection {
         self.database = database; self.key = key; self.onWait = onWait
     }
 
+    /// A server that goes away while the lock is asked for (a restart) is waited for as a
+    /// transaction waits for it, up to the database's `retryFor`.
     public func run<T>(_ body: () throws -> T) throws -> T {
         var waited = false
+        let started = Date()
+        var delay = 0.05
         while true {
-            if let lock = try database.tryAdvisoryLock(key) {
+            let acquired: PostgresAdvisoryLock?
+            do {
+                acquired = try database.tryAdvisoryLock(key)
+            } catch let error as PostgresLedgerError {
+                guard case .unavailable = error, Date().timeIntervalSince(started) < database.retryFor else { throw error }
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(2, delay * 2)
+                continue
+            }
+            if let lock = acquired {
                 defer { lock.release() }
                 return try body()
             }

@@ -386,6 +386,19 @@ import Testing
         print("transaction issued while the server was down 1.5 s: \(String(format: "%.3f", Date().timeIntervalSince(start))) s")
         restarted.wait()
 
+        // The singleton jobs' section, asked for while the server is down, waits for it as well.
+        try server.crash()
+        let back = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 1.5)
+            try? server.start()
+            back.signal()
+        }
+        start = Date()
+        #expect(try PostgresExclusiveSection(database: db).run { try insert() } == 4)
+        print("exclusive section asked for while the server was down 1.5 s: \(String(format: "%.3f", Date().timeIntervalSince(start))) s")
+        back.wait()
+
         // A server that stays down: given up after retryFor, as .unavailable.
         let impatient = try PostgresLedgerDatabase(url: server.url(), retryFor: 1)
         try server.crash()

@@ -63,6 +63,7 @@ import Testing
         let logs = root.appendingPathComponent("logs")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         var started_ = 0
+        var logOf: [Int32: URL] = [:]
         func startWorker() throws -> Process {
             started_ += 1
             let process = Process()
@@ -75,6 +76,7 @@ import Testing
             process.standardError = try FileHandle(forWritingTo: log)
             process.standardOutput = FileHandle.nullDevice
             try process.run()
+            logOf[process.processIdentifier] = log
             return process
         }
         var workers = try (0..<3).map { _ in try startWorker() }
@@ -101,8 +103,9 @@ import Testing
         func supervise() {
             for k in workers.indices where !workers[k].isRunning {
                 let status = workers[k].terminationStatus
-                selfExits.append("worker \(k) exited \(status)")
-                #expect(status == 69, "worker \(k) exited \(status) by itself")
+                let log = logOf[workers[k].processIdentifier].flatMap { try? String(contentsOf: $0, encoding: .utf8) } ?? ""
+                selfExits.append("worker \(k) exited \(status): \(log.split(separator: "\n").suffix(3).joined(separator: " / "))")
+                #expect(status == 69, "worker \(k) exited \(status) by itself: \(log.split(separator: "\n").suffix(10).joined(separator: "\n"))")
                 if let restarted = try? startWorker() { workers[k] = restarted }
             }
         }
