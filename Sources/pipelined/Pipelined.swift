@@ -16,8 +16,11 @@ struct Pipelined: AsyncParsableCommand {
           4   items failed for good (they used up run.max_attempts); they need a person: fix or
               remove the file, or raise max_attempts (see `pipelined status --failed`)
           64  bad command-line usage
+          69  the PostgreSQL server named by --db cannot be reached (a later start may succeed)
           75  another run holds the database's or the output directory's lock (--wait queues behind it)
           130 interrupted (SIGINT/SIGTERM/SIGHUP); finished items are kept and the next run resumes
+        `pipelined work` (the long-running worker) exits 0 after SIGTERM once it has drained; with
+        --once it exits as `run` does.
         """,
         version: version,
         subcommands: [Run.self, Work.self, Status.self, Export.self, Report.self, Calibrate.self, Doctor.self, Infer.self, Train.self, Eval.self]
