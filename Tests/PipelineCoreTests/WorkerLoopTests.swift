@@ -58,6 +58,20 @@ import Testing
         EngineOptions(inputDirectory: folder.appendingPathComponent("in"), outputDirectory: folder.appendingPathComponent("out"), jobs: jobs, version: "test")
     }
 
+    /// Runs the long-running worker tests' tasks (the engine, its item tasks, the waits) on a
+    /// serial dispatch queue of their own instead of Swift's cooperative pool: the pool has a thread
+    /// per core, and long synchronous tests of other suites (training, the chaos driver) hold them
+    /// for many minutes, which stalled a worker here for more than its 600 s backstop in CI.
+    final class OwnExecutor: TaskExecutor, @unchecked Sendable {
+        // @unchecked: the queue serialises every job.
+        private let queue = DispatchQueue(label: "WorkerLoopTests")
+        func enqueue(_ job: consuming ExecutorJob) {
+            let job = UnownedJob(job)
+            queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        }
+    }
+    static let executor = OwnExecutor()
+
     /// Waits (up to `timeout` seconds) for `condition`. Generous: the engine and this wait run on
     /// Swift's cooperative pool (a thread per core), which tests running beside this one can keep
     /// busy for minutes; nothing here measures speed.
@@ -105,6 +119,10 @@ import Testing
     /// the settle time, never while it is still being written — rewrites the index when clips
     /// were decided, and stops when cancelled.
     @Test func aWorkerTakesFilesThatAppearOnceTheyStandStill() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await aWorkerTakesFilesThatAppearOnceTheyStandStillBody() }
+    }
+
+    func aWorkerTakesFilesThatAppearOnceTheyStandStillBody() async throws {
         let folder = try Self.folder(sources: 1)
         defer { try? FileManager.default.removeItem(at: folder) }
         let log = Log()
@@ -118,7 +136,7 @@ import Testing
         let store = try PipelineStore.inMemory()
         let engine = Engine(store: store, configuration: PipelineConfiguration(), stages: Self.stages(log), options: options,
                             reporter: Silent(), cancellation: cancellation)
-        let worker = Task { try await engine.run() }
+        let worker = Task(executorPreference: Self.executor) { try await engine.run() }
         defer { cancellation.cancel() }
         #expect(await Self.eventually { log.count("publish") == 3 }, "\(log.all)")
 
@@ -154,6 +172,10 @@ import Testing
     /// A stop whose grace runs out gives back what is still running: the worker returns without
     /// waiting for it, the items are pending and queued again, and another run finishes them.
     @Test func aStopPastItsGraceGivesBackWhatIsInFlight() async throws {
+        try await withTaskExecutorPreference(Self.executor) { try await aStopPastItsGraceGivesBackWhatIsInFlightBody() }
+    }
+
+    func aStopPastItsGraceGivesBackWhatIsInFlightBody() async throws {
         let folder = try Self.folder(sources: 1)
         defer { try? FileManager.default.removeItem(at: folder) }
         let log = Log()
@@ -165,7 +187,7 @@ import Testing
         defer { gate.release() }
         let engine = Engine(store: store, configuration: PipelineConfiguration(), stages: Self.stages(log, alignGate: gate), options: options,
                             reporter: Silent(), cancellation: cancellation)
-        let worker = Task { try await engine.run() }
+        let worker = Task(executorPreference: Self.executor) { try await engine.run() }
         #expect(await Self.eventually { log.count("align") == 2 }, "\(log.all)")
         let stopped = Date()
         cancellation.cancel()

@@ -49,8 +49,8 @@ import Testing
         let reference = try CLI.run(["run", "--input-dir", input.path, "--output-dir", referenceOut.path, "--config", configURL.path, "--quiet"])
         #expect(reference.status == 0, "\(reference.stderr)")
         let uninterrupted = Date().timeIntervalSince(started)
-        let expected = try Self.decisions(sqlite: referenceOut)
-        let clipsExpected = try Self.clips(sqlite: referenceOut)
+        let expected = try LedgerReadings.decisions(sqlite: referenceOut)
+        let clipsExpected = try LedgerReadings.clips(sqlite: referenceOut)
         let publishedExpected = try Fixtures.digests(of: referenceOut.appendingPathComponent("high_visual_quality"))
         #expect(!publishedExpected.isEmpty && clipsExpected.count >= 20)
 
@@ -87,7 +87,7 @@ import Testing
         var snapshots: [(traceLines: Int, committed: Set<String>)] = []
         func traceLines() -> [String] { ((try? String(contentsOf: trace, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
         func snapshot() {
-            guard let committed = try? Self.committed(server) else { return } // the server is down
+            guard let committed = try? LedgerReadings.committed(server) else { return } // the server is down
             snapshots.append((traceLines().count, committed))
         }
         func remaining() -> Int? {
@@ -188,49 +188,13 @@ import Testing
         #expect(rerun.isEmpty, "committed results executed again: \(rerun)")
 
         // The same decisions, clips and published bytes as the uninterrupted SQLite run.
-        let got = try Self.decisions(server)
+        let got = try LedgerReadings.decisions(server)
         let differing = Set(got.keys).union(expected.keys).filter { got[$0] != expected[$0] }.sorted()
         #expect(differing.isEmpty, "decisions differ: \(differing.prefix(10).map { "\($0): \(got[$0] ?? "none") vs \(expected[$0] ?? "none")" })")
-        #expect(try Self.clips(server) == clipsExpected)
+        #expect(try LedgerReadings.clips(server) == clipsExpected)
         #expect(try Fixtures.digests(of: out.appendingPathComponent("high_visual_quality")) == publishedExpected)
         let leftovers = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }.filter { $0.contains(OutputFiles.temporaryMarker) }
         #expect(leftovers.isEmpty, "temporaries left: \(leftovers)")
         #expect(try Fixtures.digests(of: input) == inputsBefore, "inputs were modified")
     }
-
-    // MARK: Reading both ledgers the same way
-
-    static let decisionsSQL = """
-        SELECT r.stage || ' ' || s.relativePath || COALESCE(' scene ' || c.sceneIndex || ' segment ' || c.segmentIndex, '')
-               || '\t' || r.state || ': ' || COALESCE(r.reason, '')
-        FROM stageResult r JOIN source s ON s.id = r.sourceId LEFT JOIN clip c ON c.id = r.clipId
-        WHERE NOT r.superseded AND r.state IN ('done', 'rejected', 'failed')
-        """
-    static let clipsSQL = """
-        SELECT s.relativePath || ' ' || c.sceneIndex || '/' || c.segmentIndex || ' ' || c.startFrame || '..<' || c.endFrame
-        FROM clip c JOIN source s ON s.id = c.sourceId ORDER BY s.relativePath, c.sceneIndex, c.segmentIndex
-        """
-    static let committedSQL = "SELECT stage || '\t' || itemKey || '\t' || fingerprint FROM stageResult WHERE state IN ('done', 'rejected')"
-
-    static func keyed(_ lines: [String]) -> [String: String] {
-        Dictionary(lines.map { line in
-            let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
-            return (parts[0], parts.count > 1 ? parts[1] : "")
-        }, uniquingKeysWith: { a, _ in a })
-    }
-
-    static func sqliteLines(_ out: URL, _ sql: String) throws -> [String] {
-        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
-        return try db.read { try String.fetchAll($0, sql: sql) }
-    }
-
-    static func postgresLines(_ server: PostgresServer, _ sql: String) throws -> [String] {
-        try server.psql(sql, database: "ledger").split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-    }
-
-    static func decisions(sqlite out: URL) throws -> [String: String] { keyed(try sqliteLines(out, decisionsSQL)) }
-    static func decisions(_ server: PostgresServer) throws -> [String: String] { keyed(try postgresLines(server, decisionsSQL)) }
-    static func clips(sqlite out: URL) throws -> [String] { try sqliteLines(out, clipsSQL) }
-    static func clips(_ server: PostgresServer) throws -> [String] { try postgresLines(server, clipsSQL) }
-    static func committed(_ server: PostgresServer) throws -> Set<String> { Set(try postgresLines(server, committedSQL)) }
 }

@@ -50,8 +50,8 @@ import Testing
         let referenceFailures = reference.status == 0 ? "" : (try CLI.run(["status", "--output-dir", referenceOut.path, "--failed"])).stdout
         #expect(reference.status == 0, "\(reference.stderr)\n\(referenceFailures)")
         let uninterruptedSeconds = Date().timeIntervalSince(started)
-        let expected = try Self.decisions(referenceOut)
-        let clipsExpected = try Self.clips(referenceOut)
+        let expected = try LedgerReadings.decisions(sqlite: referenceOut)
+        let clipsExpected = try LedgerReadings.clips(sqlite: referenceOut)
         #expect(clipsExpected.count >= 20)
         #expect(expected.count == 24 + 20 * 3 + clipsExpected.count, "every source decided in stage 1, the 20 good ones in stages 2-4, every clip in stage 5")
 
@@ -81,7 +81,7 @@ import Testing
             let lines = (try? String(contentsOf: trace, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
             for line in lines.dropFirst(traceLinesSeen) where committed.contains(line) { rerunExecutedCommitted.append(line) }
             traceLinesSeen = lines.count
-            committed.formUnion(try Self.committedExecutions(out))
+            committed.formUnion(try LedgerReadings.committed(sqlite: out))
             if wasRunning { kills += 1 } else {
                 #expect(process.terminationStatus == 0)
                 if kills >= 5 { break }
@@ -100,10 +100,10 @@ import Testing
         for line in lines.dropFirst(traceLinesSeen) where committed.contains(line) { rerunExecutedCommitted.append(line) }
 
         #expect(rerunExecutedCommitted.isEmpty, "committed results executed again: \(rerunExecutedCommitted)")
-        let got = try Self.decisions(out)
+        let got = try LedgerReadings.decisions(sqlite: out)
         let differing = Set(got.keys).union(expected.keys).filter { got[$0] != expected[$0] }.sorted()
         #expect(differing.isEmpty, "decisions differ from the uninterrupted run: \(differing.map { "\($0): \(got[$0] ?? "none") vs \(expected[$0] ?? "none")" })")
-        #expect(try Self.clips(out) == clipsExpected)
+        #expect(try LedgerReadings.clips(sqlite: out) == clipsExpected)
         // No temporary or partial file: nothing carries the temporary marker, and every artifact decodes whole.
         let leftovers = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }.filter { $0.contains(OutputFiles.temporaryMarker) }
         #expect(leftovers.isEmpty, "temporaries left: \(leftovers)")
@@ -112,32 +112,6 @@ import Testing
             #expect(report.demuxError == nil && report.videoDecodeErrors == 0 && report.videoFrames > 0, "\(artifact) is damaged")
         }
         #expect(try Fixtures.digests(of: input) == inputsBefore, "inputs were modified")
-    }
-
-    /// stage/path → state + reason, for the current results.
-    static func decisions(_ out: URL) throws -> [String: String] {
-        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
-        return try db.read { db in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT r.stage, s.relativePath || COALESCE(' scene ' || c.sceneIndex || ' segment ' || c.segmentIndex, '') AS item, r.state, r.reason
-                FROM stageResult r JOIN source s ON s.id = r.sourceId LEFT JOIN clip c ON c.id = r.clipId
-                WHERE r.superseded = 0 AND r.state IN ('done', 'rejected', 'failed')
-                """)
-            return Dictionary(uniqueKeysWithValues: rows.map { ("\($0["stage"] as String) \($0["item"] as String)", "\($0["state"] as String): \($0["reason"] as String? ?? "")") })
-        }
-    }
-
-    /// The trace lines ("stage<TAB>item<TAB>fingerprint") of every committed decision.
-    static func committedExecutions(_ out: URL) throws -> Set<String> {
-        let path = out.appendingPathComponent("pipelined.sqlite").path
-        guard FileManager.default.fileExists(atPath: path) else { return [] }
-        let db = try DatabaseQueue(path: path)
-        return try db.read { db in
-            // A kill can land after the file exists but before the first migration committed.
-            guard try db.tableExists("stageResult") else { return [] }
-            return Set(try Row.fetchAll(db, sql: "SELECT stage, itemKey, fingerprint FROM stageResult WHERE state IN ('done', 'rejected')")
-                .map { "\($0["stage"] as String)\t\($0["itemKey"] as String)\t\($0["fingerprint"] as String)" })
-        }
     }
 
     /// Every file the pipeline wrote: stage artifacts and materialised segments.
@@ -149,15 +123,6 @@ import Testing
                 .flatMap { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["materialized"] as? [String] ?? [] }
             #expect(!segmented.isEmpty)
             return paths + segmented
-        }
-    }
-
-    /// source path, scene, segment, frame range of every clip.
-    static func clips(_ out: URL) throws -> [String] {
-        let db = try DatabaseQueue(path: out.appendingPathComponent("pipelined.sqlite").path)
-        return try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT s.relativePath, c.* FROM clip c JOIN source s ON s.id = c.sourceId ORDER BY 1, sceneIndex, segmentIndex")
-                .map { "\($0["relativePath"] as String) \($0["sceneIndex"] as Int)/\($0["segmentIndex"] as Int) \($0["startFrame"] as Int)..<\($0["endFrame"] as Int)" }
         }
     }
 }
